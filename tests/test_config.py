@@ -9,7 +9,8 @@ from s2ac.errors import ConfigError
 def test_default_profile_is_paper_scale():
     config = load_config("default")
     assert config == Config(profile="default")
-    assert (config.train.batch_size, config.train.epochs, config.train.learning_rate) == (2, 100, 2e-4)
+    train = config.train
+    assert (train.batch_size, train.epochs, train.learning_rate) == (2, 100, 2e-4)
     assert config.data.n_patches == 1000 and config.data.patch_size == 256
     assert config.data.test_fraction == 0.2
     assert config.registry.model_name == "s2ac-pix2pix"
@@ -57,13 +58,13 @@ def test_bad_keys_and_types_name_the_key(override, key):
 
 
 def test_bad_profile_file_and_override_syntax(tmp_path: Path):
-    with pytest.raises(ConfigError, match="unknown profile 'huge'.*default"):
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge'.*default"):
         load_config("huge")
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("small", tmp_path / "missing.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("train: [1, 2\n")
-    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
         load_config("small", broken)
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_override("train.epochs")

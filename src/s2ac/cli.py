@@ -194,6 +194,31 @@ def data_baseline(
     )
 
 
+@app.command("train")
+def train_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset folder or gs:// prefix.")],
+    checkpoints: Annotated[
+        Path | None, typer.Option("--checkpoints", help="Checkpoint folder (train.checkpoint_dir).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last epoch's checkpoint.")
+    ] = False,
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Train pix2pix (early stopping, checkpoints every epoch, MLflow tracking)."""
+    from s2ac.train import train
+
+    result = train(dataset, build_config(profile, config, override), checkpoint_dir=checkpoints,
+                   resume=resume)  # fmt: skip
+    typer.echo(
+        f"{result.epochs_completed} epochs, {result.steps} steps"
+        f"{' (stopped early)' if result.stopped_early else ''}; checkpoints in "
+        f"{result.checkpoint_dir}; MLflow run {result.run_id}"
+    )
+
+
 @physics_app.command("build-lut")
 def physics_build_lut(
     out: Annotated[

@@ -65,6 +65,9 @@ class TrainConfig(_Section):
     # the GAN term instead; we keep pix2pix's convention: the L1 term carries the radiometry.
     lambda_l1: float = Field(100.0, gt=0)
     generator_filters: int = Field(64, ge=4)
+    # False = the paper's generator (predicts SR). True = it predicts a correction added to TOA,
+    # so the untrained net is the identity baseline; converges much faster on small budgets.
+    residual: bool = False
     discriminator_filters: int = Field(64, ge=4)
     early_stopping_patience: int = Field(10, ge=1)
     figure_every: int = Field(10, ge=1)

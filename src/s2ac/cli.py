@@ -219,6 +219,37 @@ def train_command(
     )
 
 
+@app.command("evaluate")
+def evaluate_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset folder or gs:// prefix.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Checkpoint folder, .keras file or models:/ URI; none = baselines only."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("out/evaluation"),
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", help="Log into this MLflow run (e.g. the training run)."),
+    ] = None,
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Score the model and the baselines (identity, DOS, 6S climatology); write and log a report."""
+    from s2ac.evaluate import evaluate, log_evaluation
+    from s2ac.tracking import start_run
+
+    cfg = build_config(profile, config, override)
+    result = evaluate(dataset, model, cfg.evaluate, out, split)
+    console.print(result["comparison"].round(4).to_string(), highlight=False)
+    with start_run(cfg.registry, run_id=run_id, run_name=None if run_id else "evaluate"):
+        log_evaluation(result, out, split)
+    typer.echo(f"report: {result['report']}")
+
+
 @physics_app.command("build-lut")
 def physics_build_lut(
     out: Annotated[

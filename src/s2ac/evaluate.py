@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,3 +87,75 @@ def side_by_side(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
     keys = ["ssim", "psnr", "rmse", "mae", "bias"]
     keys += [f"{metric}_{band}" for metric in ("rmse", "mae", "bias") for band in BAND_NAMES]
     return pd.DataFrame({name: frame[keys].mean() for name, frame in scores.items()})
+
+
+def load_generator(model: str | Path) -> Method:
+    """A batch predictor from a checkpoint folder, a ``.keras`` file or an MLflow model URI."""
+    import keras
+
+    import s2ac.model.pix2pix  # noqa: F401 - registers the custom classes for loading
+
+    text = str(model)
+    if "://" in text or text.startswith("models:/") or text.startswith("runs:/"):
+        import mlflow.keras
+
+        network = mlflow.keras.load_model(text)
+    else:
+        path = Path(text)
+        path = path / "generator.keras" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no generator (train first or pass a model URI)")
+        network = keras.saving.load_model(path)
+    return lambda toa: np.asarray(network.predict(toa, verbose=0, batch_size=8))
+
+
+def evaluate(
+    dataset_dir: str | Path,
+    model: str | Path | None,
+    config: EvaluateConfig,
+    out_dir: str | Path,
+    split: str = "test",
+) -> dict[str, Any]:
+    """Score the model (if given) and the baselines; write tables, figures and ``report.md``."""
+    from s2ac.figures import density_scatter, metric_histograms, sample_grid
+    from s2ac.report import write_report
+
+    out = Path(out_dir)
+    methods = ({"pix2pix": load_generator(model)} if model else {}) | baseline_methods(
+        config.baselines
+    )
+    scores = score_methods(dataset_dir, methods, split, config)
+    comparison = side_by_side(scores)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in scores.items():
+        frame.to_csv(out / f"per_image_{name}.csv")
+    comparison.to_csv(out / "comparison.csv")
+    headline = next(iter(methods))
+    toa, sr, _ = next(_batches(dataset_dir, split, 3))
+    prediction = methods[headline](toa)
+    figures = {
+        "histograms": metric_histograms(scores, config.ssim_good, config.psnr_good),
+        "samples": sample_grid(toa, sr, prediction),
+        "scatter": density_scatter(sr, prediction),
+    }
+    paths = {}
+    for name, figure in figures.items():
+        figure.savefig(out / f"{name}.png", dpi=90)
+        paths[name] = f"{name}.png"
+    title = f"s2ac evaluation on {split} of {dataset_dir} ({headline} first)"
+    report = write_report(out, scores, comparison, config, paths, title)
+    return {"scores": scores, "comparison": comparison, "report": report, "figures": figures}
+
+
+def log_evaluation(result: dict[str, Any], out_dir: str | Path, split: str = "test") -> None:
+    """Log the means of every method as metrics (``<split>_<method>_<metric>``) and the report
+    folder as artifacts of the active MLflow run."""
+    import mlflow
+
+    metrics = {
+        f"{split}_{method}_{metric}": float(value)
+        for method, column in result["comparison"].items()
+        for metric, value in column.items()
+    }
+    mlflow.log_metrics(metrics)
+    mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")

@@ -67,11 +67,16 @@ demo: setup ## Run the main job on the embedded default data (PROFILE=small)
 	$(BIN)/s2ac data synth --profile $(PROFILE) --out $(DEMO_OUT)/data
 	$(BIN)/s2ac data validate $(DEMO_OUT)/data --profile $(PROFILE) --docs $(DEMO_OUT)/validation
 	$(BIN)/s2ac data baseline $(DEMO_OUT)/data --split test --profile $(PROFILE)
+	$(BIN)/s2ac train $(DEMO_OUT)/data --profile $(PROFILE) --checkpoints $(DEMO_OUT)/checkpoints
+	$(BIN)/s2ac evaluate $(DEMO_OUT)/data --model $(DEMO_OUT)/checkpoints --profile $(PROFILE) --out $(DEMO_OUT)/evaluation
 	@echo "== demo done =="
 	@echo "  effective config:      $(DEMO_OUT)/config.yaml"
 	@echo "  dataset + manifest:    $(DEMO_OUT)/data (real Sentinel-2 surfaces, 6S atmospheres)"
 	@echo "  validation data docs:  $(DEMO_OUT)/validation/index.html"
 	@echo "  identity baseline (TOA taken as SR) above: the floor every model must beat"
+	@echo "  model checkpoints:     $(DEMO_OUT)/checkpoints (generator.keras, last.keras, state.json)"
+	@echo "  evaluation report:     $(DEMO_OUT)/evaluation/report.md (model vs identity, DOS, 6S)"
+	@echo "  MLflow runs:           .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
 clean: ## Remove outputs (keeps .venv)
 	rm -rf out .pytest_cache .ruff_cache

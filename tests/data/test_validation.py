@@ -276,3 +276,11 @@ def test_missing_manifest_and_corrupt_file_are_input_errors(make_dataset) -> Non
     (dataset / "manifest.json").unlink()
     with pytest.raises(InputDataError, match=r"manifest\.json not found"):
         validate_dataset(dataset)
+
+
+def test_relative_docs_dir_is_resolved(make_dataset, tmp_path: Path, monkeypatch) -> None:
+    dataset = make_dataset(None)
+    monkeypatch.chdir(tmp_path)
+    report = validate_dataset(dataset, "docs-relative")
+    assert report.passed
+    assert (tmp_path / "docs-relative" / "index.html").is_file()

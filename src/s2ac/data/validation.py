@@ -488,7 +488,7 @@ def validate_dataset(
     base = os.fspath(dataset_dir).rstrip("/")
     if docs_dir is None and storage.is_gcs(base):
         raise ValueError(f"{base}: pass a local docs_dir to validate a gs:// dataset")
-    out_dir = Path(docs_dir if docs_dir is not None else Path(base) / "validation")
+    out_dir = Path(docs_dir if docs_dir is not None else Path(base) / "validation").absolute()
     table, manifest = _read_dataset(base, patch_size)
     size = int(patch_size or manifest.get("patch_size") or table["height"].mode().iloc[0])
     suite = build_suite(

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import keras
 import mlflow
+import mlflow.pyfunc
 import numpy as np
 import pytest
 
@@ -59,6 +60,11 @@ def test_train_logs_to_mlflow_and_resumes_exactly(dataset: Path, tmp_path: Path,
     assert [m.step for m in history] == [1, 2, 3]
     artifacts = {a.path for a in client.list_artifacts(full.run_id, "samples")}
     assert artifacts == {"samples/epoch_002.png"}
+    assert "loss_curves.png" in {a.path for a in client.list_artifacts(full.run_id)}
+    logged = mlflow.pyfunc.load_model(f"runs:/{full.run_id}/generator")
+    example = np.zeros((1, 256, 256, 4), np.float32)
+    assert logged.predict(example).shape == (1, 256, 256, 4)
+    assert logged.metadata.get_input_schema().inputs[0].shape == (-1, 256, 256, 4)
     assert run.inputs.dataset_inputs[0].dataset.digest
 
     # Kill a second run after its second epoch, then resume it.

@@ -137,6 +137,18 @@ def _fixed_samples(files: list[str], patch_size: int, count: int = 3) -> tuple[n
     return np.stack([r["toa"] for r in records]), np.stack([r["sr"] for r in records])
 
 
+def _log_outputs(
+    model: Pix2Pix, history: dict[str, list[float]], example: np.ndarray, folder: Path
+) -> Any:
+    """Loss curves and the generator (pyfunc, signature + input example) to the active run."""
+    from s2ac.figures import loss_curves
+    from s2ac.pyfunc import log_generator
+
+    mlflow.log_figure(loss_curves(history), "loss_curves.png")
+    prediction = np.asarray(model.generator(example, training=False))
+    return log_generator(folder / "generator.keras", example, prediction)
+
+
 def train(
     dataset_dir: str | Path, config: Config, *, checkpoint_dir: str | Path | None = None,
     resume: bool = False,
@@ -195,6 +207,7 @@ def train(
         )  # fmt: skip
         epochs_done = json.loads((folder / STATE).read_text())["epoch"]
         mlflow.log_metric("epochs_completed", epochs_done)
+        _log_outputs(model, checkpoint.history, callbacks[1].samples[0][:1], folder)
     return TrainResult(
         checkpoint_dir=folder,
         epochs_completed=epochs_done,

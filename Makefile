@@ -68,7 +68,7 @@ demo: setup ## Run the main job on the embedded default data (PROFILE=small)
 	$(BIN)/s2ac data validate $(DEMO_OUT)/data --profile $(PROFILE) --docs $(DEMO_OUT)/validation
 	$(BIN)/s2ac data baseline $(DEMO_OUT)/data --split test --profile $(PROFILE)
 	$(BIN)/s2ac train $(DEMO_OUT)/data --profile $(PROFILE) --checkpoints $(DEMO_OUT)/checkpoints
-	$(BIN)/s2ac evaluate $(DEMO_OUT)/data --model $(DEMO_OUT)/checkpoints --profile $(PROFILE) --out $(DEMO_OUT)/evaluation
+	$(BIN)/s2ac evaluate $(DEMO_OUT)/data --model $(DEMO_OUT)/checkpoints/best --profile $(PROFILE) --out $(DEMO_OUT)/evaluation
 	@echo "== demo done =="
 	@echo "  effective config:      $(DEMO_OUT)/config.yaml"
 	@echo "  dataset + manifest:    $(DEMO_OUT)/data (real Sentinel-2 surfaces, 6S atmospheres)"

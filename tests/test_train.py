@@ -50,6 +50,7 @@ def _weights(folder: Path) -> list[np.ndarray]:
 def test_train_logs_to_mlflow_and_resumes_exactly(dataset: Path, tmp_path: Path, monkeypatch):
     full = train(dataset, _config(tmp_path, 3), checkpoint_dir=tmp_path / "full")
     assert full.epochs_completed == 3 and not full.stopped_early
+    assert (tmp_path / "full" / "best" / "generator.keras").is_file()
     steps_per_epoch = 5 // 2  # 8 patches: 5 train (drop remainder), 1 val, 2 test
     assert full.steps == 3 * steps_per_epoch
     run = mlflow.get_run(full.run_id)

@@ -65,7 +65,8 @@ def _steps_per_epoch(manifest: dict[str, Any], batch_size: int) -> int:
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Every epoch: ``last.keras`` (G, D, optimizers) and ``state.json``, both atomically."""
+    """Every epoch: ``last.keras`` (G, D, optimizers) and ``state.json``, both atomically, the
+    networks of that epoch, and in ``best/`` those of the epoch with the lowest validation loss."""
 
     def __init__(self, directory: Path, stopper: keras.callbacks.EarlyStopping, run_id: str | None):
         super().__init__()
@@ -79,6 +80,8 @@ class Checkpoint(keras.callbacks.Callback):
         self.model.save(temporary)
         os.replace(temporary, self.directory / LAST)
         self.model.save_models(self.directory)  # generator.keras, discriminator.keras
+        if self.stopper.best_epoch == epoch:  # the epoch with the lowest validation L1 so far
+            self.model.save_models(self.directory / "best")
         state = {
             "epoch": epoch + 1,
             "wait": self.stopper.wait,

@@ -18,7 +18,7 @@ def dataset(tmp_path_factory) -> Path:
 
 def test_dos_removes_the_haze_of_the_darkest_pixels():
     image = np.full((32, 32, 4), 0.2, dtype=np.float32)
-    image[0, 0] = [0.11, 0.08, 0.05, 0.03]  # darkest pixel = dark object + haze
+    image[0, :4] = [0.11, 0.08, 0.05, 0.03]  # darkest 0.4 % = dark object + haze
     corrected = dark_object_subtraction(image)
     np.testing.assert_allclose(corrected[0, 0], [0.01] * 4, atol=2e-3)
     np.testing.assert_allclose(corrected[5, 5], 0.2 - (image[0, 0] - 0.01), atol=2e-3)

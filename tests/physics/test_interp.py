@@ -11,10 +11,14 @@ def test_linear_axes_match_scipy_multilinear():
     rng = np.random.default_rng(0)
     axes = [Axis("a", (0.0, 1.0, 3.0), "1"), Axis("b", (-2.0, 0.0, 5.0, 6.0), "deg")]
     values = rng.normal(size=(2, 3, 4))  # a leading "band" axis is kept
-    reference = RegularGridInterpolator([np.array(a.nodes) for a in axes], np.moveaxis(values, 0, -1))
+    reference = RegularGridInterpolator(
+        [np.array(a.nodes) for a in axes], np.moveaxis(values, 0, -1)
+    )
     for point in [(0.5, -1.0), (2.9, 5.5), (0.0, 6.0), (3.0, -2.0)]:
         weights = [axis.weights(x) for axis, x in zip(axes, point, strict=True)]
-        np.testing.assert_allclose(contract(values, weights), reference(point)[0], atol=1e-12)
+        np.testing.assert_allclose(
+            contract(values, weights), reference(np.array([point]))[0], atol=1e-12
+        )
 
 
 def test_cubic_axis_reproduces_cubic_polynomials_in_transformed_coordinate():
@@ -45,3 +49,12 @@ def test_bad_axes_are_rejected():
         Axis("x", (0.0, 0.0, 1.0), "1")
     with pytest.raises(ValueError, match="unknown transform"):
         Axis("x", (0.0, 1.0), "1", "log10")
+
+
+def test_transformed_linear_axis_with_many_nodes_hits_nodes_exactly():
+    """Regression: the elevation transform once decreased, which broke node lookup."""
+    axis = Axis("gas_elevation_km", (0.0, 0.5, 1.0, 1.5, 2.0), "km", "pressure")
+    for i, node in enumerate(axis.nodes):
+        np.testing.assert_allclose(axis.weights(node), np.eye(5)[i], atol=1e-12)
+    w = axis.weights(0.75)
+    assert w[1] > 0 and w[2] > 0 and w.sum() == pytest.approx(1.0)

@@ -25,12 +25,14 @@ def lut() -> Lut:
 
 def random_atmosphere(rng: np.random.Generator, lut: Lut) -> Atmosphere:
     """Parameters drawn uniformly inside the grid (so almost surely off every node)."""
-    values = {name: float(rng.uniform(*lut.axes[name].nodes[:: len(lut.axes[name].nodes) - 1])) for name in NUMERIC}
+    values = {
+        name: rng.uniform(lut.axes[name].nodes[0], lut.axes[name].nodes[-1]) for name in NUMERIC
+    }
     return Atmosphere(
         aerosol_model=str(rng.choice(lut.aerosol_models)),
         relative_azimuth=float(rng.uniform(0.0, 180.0)),
         satellite=str(rng.choice(SATELLITES)),
-        **values,
+        **{name: float(value) for name, value in values.items()},
     )
 
 
@@ -85,8 +87,8 @@ def test_gas_transmittance_applies_to_the_surface_term_only(lut):
         [sixs.apparent_reflectance(conditions(atmosphere), b, "S2A", 0.3) for b in BAND_NAMES]
     )
     c = lut.coefficients(atmosphere)
-    surface_term = c["gas_transmittance"] * c["t_down"] * c["t_up"] * 0.3 / (
-        1 - c["spherical_albedo"] * 0.3
+    surface_term = (
+        c["gas_transmittance"] * c["t_down"] * c["t_up"] * 0.3 / (1 - c["spherical_albedo"] * 0.3)
     )
     ours = lut.forward(np.full(4, 0.3), atmosphere)
     gas_twice = c["path_reflectance"] * c["gas_transmittance"] + surface_term
@@ -189,7 +191,9 @@ def test_metadata_records_version_units_and_coordinates(lut):
             assert spec["units"] == "1"
             sizes = [len(SATELLITES), len(BAND_NAMES)]
             for axis in spec["axes"][2:]:
-                sizes.append(len(lut.aerosol_models) if axis == "aerosol_model" else len(axes[axis]["nodes"]))
+                sizes.append(
+                    len(lut.aerosol_models) if axis == "aerosol_model" else len(axes[axis]["nodes"])
+                )
             assert data[name].shape == tuple(sizes), name
             assert data[name].dtype == np.float32 and np.all(np.isfinite(data[name]))
     assert DEFAULT_LUT_PATH.stat().st_size <= 20e6
@@ -240,6 +244,10 @@ def test_build_lut_resumes_after_interruption(tmp_path):
     atmosphere = Atmosphere(0.25, "maritime", 2.0, 0.3, 20.0, 0.0, 0.0, 0.0, "S2B")
     assert all(v.shape == (4,) for v in tiny.coefficients(atmosphere).values())
     surface = np.full((2, 4), 0.3, dtype=np.float32)
-    np.testing.assert_allclose(tiny.inverse(tiny.forward(surface, atmosphere), atmosphere), surface, atol=1e-5)
-    with pytest.raises(ValueError, match="view_zenith=5 deg is outside the look-up table range exactly 0"):
+    np.testing.assert_allclose(
+        tiny.inverse(tiny.forward(surface, atmosphere), atmosphere), surface, atol=1e-5
+    )
+    with pytest.raises(
+        ValueError, match="view_zenith=5 deg is outside the look-up table range exactly 0"
+    ):
         tiny.coefficients(Atmosphere(0.25, "maritime", 2.0, 0.3, 20.0, 5.0, 0.0, 0.0))

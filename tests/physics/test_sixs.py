@@ -22,7 +22,9 @@ def test_conditions_are_validated_with_readable_messages():
         sixs.Conditions(0.1, "volcanic", 1, 0.3, 30, 0, 0)
     with pytest.raises(ValueError, match=r"solar_zenith=95 is outside"):
         sixs.Conditions(0.1, "maritime", 1, 0.3, 95, 0, 0)
-    assert CONDITIONS.airmass == pytest.approx(1 / np.cos(np.radians(50)) + 1 / np.cos(np.radians(10)))
+    assert CONDITIONS.airmass == pytest.approx(
+        1 / np.cos(np.radians(50)) + 1 / np.cos(np.radians(10))
+    )
 
 
 def test_srf_names_and_version():

@@ -86,10 +86,12 @@ class GasSpectra:
                 rows.append(-np.log(ratio))
             tau.append(np.maximum.accumulate(np.asarray(rows), axis=0))  # monotone in path
         self.water_tau = np.asarray(tau)  # (elevation, path, wavelength)
-        reference = tg(0.0, 0.0, sza, grid.elevation_km[0])
-        ozone = tg(0.0, grid.ozone_run, sza, grid.elevation_km[0])
-        ratio = np.clip(ozone / np.maximum(reference, 1e-6), 1e-6, 1.0)
-        self.ozone_k = -np.log(ratio) / (grid.ozone_run * GAS_RUN_AIRMASS)  # per cm-atm x airmass
+        k = []  # per cm-atm x airmass; 6S's ozone absorption changes a little with elevation
+        for elev in self.elevations:
+            reference = tg(0.0, 0.0, sza, elev)
+            ratio = tg(0.0, grid.ozone_run, sza, elev) / np.maximum(reference, 1e-6)
+            k.append(-np.log(np.clip(ratio, 1e-6, 1.0)) / (grid.ozone_run * GAS_RUN_AIRMASS))
+        self.ozone_k = np.asarray(k)  # (elevation, wavelength)
         self.rest = {
             (m, elev): tg(0.0, 0.0, zenith_for_airmass(m), elev)
             for m in grid.gas_airmass
@@ -106,9 +108,9 @@ class GasSpectra:
         frac = (x - self.log_paths[i]) / (self.log_paths[i + 1] - self.log_paths[i])
         return np.exp(-((1 - frac) * tau[i] + frac * tau[i + 1]))
 
-    def ozone(self, amount: float) -> np.ndarray:
+    def ozone(self, amount: float, elevation: float) -> np.ndarray:
         """Ozone transmittance per step for ozone x airmass (cm-atm), Beer's law."""
-        return np.exp(-self.ozone_k * amount)
+        return np.exp(-self.ozone_k[self.elevations.index(elevation)] * amount)
 
 
 def weights(wavelength: np.ndarray, solar: np.ndarray) -> np.ndarray:
@@ -177,7 +179,7 @@ def _path(
         for isz, sza in enumerate(grid.solar_zenith):
             for iv, vza in enumerate(grid.view_zenith):
                 airmass = _sec(sza) + _sec(vza)
-                ozone = np.stack([gas.ozone(o3 * airmass) for o3 in grid.ozone])  # (o3, step)
+                ozone = np.stack([gas.ozone(o3 * airmass, elev) for o3 in grid.ozone])  # (o3, step)
                 for ir, raa in enumerate(grid.relative_azimuth):
                     mix = _aerosol_runs(grid, spectra, PATH, elev, sza, vza, raa)
                     rayleigh = mix[:, :1]  # AOT 0 column
@@ -194,7 +196,7 @@ def _gas(grid: LutGrid, gas: GasSpectra, w: np.ndarray) -> np.ndarray:
     for ie, elev in enumerate(grid.gas_elevation_km):
         for im, m in enumerate(grid.gas_airmass):
             rest = gas.rest[(m, elev)]
-            ozone = np.stack([gas.ozone(o3 * m) for o3 in grid.ozone])
+            ozone = np.stack([gas.ozone(o3 * m, elev) for o3 in grid.ozone])
             for iw, wv in enumerate(grid.gas_water_vapour):
                 total = gas.water(wv * m, elev) * rest * ozone  # (o3, step)
                 out[:, iw, :, im, ie] = w @ total.T

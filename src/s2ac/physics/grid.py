@@ -8,7 +8,8 @@ grid is split along what separates physically (each split measured against direc
   vapour or ozone. Gas absorption is multiplied back per 2.5 nm step at build time, exactly as 6S
   combines it (``path = T_O3 * [rho_R + (rho_mix - rho_R) * T_H2O(half column)]``), from cheap
   aerosol-free runs: water transmittance depends only on the absorber path ``wv * airmass`` (and on
-  elevation through pressure), ozone follows Beer's law in ``o3 * airmass``. So water vapour and
+  elevation through pressure), ozone follows Beer's law in ``o3 * airmass`` (with a per-step
+  absorption coefficient that 6S varies slightly with target elevation). So water vapour and
   ozone cost no aerosol runs at all.
 * Scattering transmittance T(theta) is one function for the sun (T_down) and the view (T_up)
   directions (reciprocity), and the spherical albedo depends on neither angle.
@@ -61,7 +62,7 @@ class LutGrid:
         70.0,
     )
     view_zenith: tuple[float, ...] = (0.0, 6.0, 12.0)
-    relative_azimuth: tuple[float, ...] = (0.0, 45.0, 90.0, 180.0)
+    relative_azimuth: tuple[float, ...] = (0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0)
     water_vapour: tuple[float, ...] = (0.2, 0.7, 1.5, 2.5, 3.5, 4.75, 6.0)
     ozone: tuple[float, ...] = (0.25, 0.35, 0.45)
     gas_water_vapour: tuple[float, ...] = (
@@ -144,7 +145,7 @@ class LutGrid:
                 runs.append(gas_conditions(0.0, 0.0, zenith_for_airmass(airmass), elev))
             for path in self.water_paths():
                 runs.append(gas_conditions(path / GAS_RUN_AIRMASS, 0.0, m_gas, elev))
-        runs.append(gas_conditions(0.0, self.ozone_run, m_gas, self.elevation_km[0]))
+            runs.append(gas_conditions(0.0, self.ozone_run, m_gas, elev))
         for aot in self.aot550:
             models = (REFERENCE_MODEL,) if aot == 0 else self.aerosol_models
             for model in models:

@@ -22,8 +22,9 @@ TRANSFORMS = {
     "identity": lambda x: x,
     # Solar/view zenith in degrees -> air mass 1/cos: transmittances are ~exp(-tau * sec).
     "sec": lambda x: 1.0 / np.cos(np.radians(x)),
-    # Elevation in km -> relative pressure (scale height 8 km): Rayleigh depth is linear in it.
-    "pressure": lambda x: np.exp(-np.asarray(x, dtype=np.float64) / 8.0),
+    # Elevation in km -> 1 - relative pressure (scale height 8 km), increasing with elevation:
+    # the Rayleigh optical depth is linear in it.
+    "pressure": lambda x: 1.0 - np.exp(-np.asarray(x, dtype=np.float64) / 8.0),
     "sqrt": np.sqrt,
     # Relative azimuth in degrees -> -cos: the path reflectance is a short Fourier series in the
     # azimuth (terms ~ sin^k(view zenith)), i.e. a low-order polynomial in cos(azimuth).
@@ -57,8 +58,12 @@ class Axis:
             raise ValueError(f"axis {self.name}: unknown transform {self.transform!r}")
         if self.method not in METHODS:
             raise ValueError(f"axis {self.name}: unknown method {self.method!r}")
+        x = self._coordinate(nodes)
+        if np.any(np.diff(x) <= 0):
+            raise ValueError(
+                f"axis {self.name}: transform {self.transform} must keep nodes increasing"
+            )
         if self.method == "cubic" and nodes.size >= 4:
-            x = self._coordinate(nodes)
             object.__setattr__(self, "_spline", CubicSpline(x, np.eye(nodes.size), axis=0))
 
     def _coordinate(self, value: np.ndarray | float) -> np.ndarray:

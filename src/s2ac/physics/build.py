@@ -105,7 +105,7 @@ def _run_chunk(
     return results
 
 
-def _execute(
+def execute_runs(
     pending: list[tuple[str, Conditions]], workers: int, chunk: int
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield finished runs as they complete, serially or in a process pool."""
@@ -171,7 +171,7 @@ def build_lut(
             len(runs), len(runs) - len(pending), cache_file, len(pending), workers,
         )  # fmt: skip
         start = time.monotonic()
-        results = _execute(pending, workers, chunk)
+        results = execute_runs(pending, workers, chunk)
         try:
             for count, (key, wavelength, solar, data) in enumerate(
                 track(results, "6S runs", total=len(pending)), start=1

@@ -32,7 +32,7 @@ from s2ac.errors import InputDataError
 from s2ac.physics.build import FORMAT, build_lut
 from s2ac.physics.grid import DEFAULT_GRID, LutGrid
 from s2ac.physics.interp import Axis, contract
-from s2ac.physics.sixs import AEROSOL_MODELS
+from s2ac.physics.sixs import Conditions
 
 __all__ = [
     "DEFAULT_GRID",
@@ -51,33 +51,22 @@ COEFFICIENTS = ("path_reflectance", "gas_transmittance", "t_down", "t_up", "sphe
 
 
 @dataclass(frozen=True)
-class Atmosphere:
-    """Atmosphere and geometry of one scene (units: AOT unitless, g/cm2, cm-atm, deg, km).
+class Atmosphere(Conditions):
+    """Atmosphere and geometry of one scene: the 6S :class:`Conditions` plus the satellite.
 
     ``relative_azimuth`` is |solar azimuth - view azimuth| in 0-360 deg (folded to 0-180; 0 means
     the sun is behind the sensor). ``water_vapour``, ``ozone`` and ``aot550`` are columns above the
     target, ``elevation_km`` its altitude; ``satellite`` selects the S2A or S2B spectral responses.
     """
 
-    aot550: float
-    aerosol_model: str
-    water_vapour: float
-    ozone: float
-    solar_zenith: float
-    view_zenith: float
-    relative_azimuth: float
-    elevation_km: float = 0.0
     satellite: str = "S2A"
 
     def __post_init__(self) -> None:
-        if self.aerosol_model not in AEROSOL_MODELS:
-            raise ValueError(
-                f"aerosol_model {self.aerosol_model!r} is not one of {', '.join(AEROSOL_MODELS)}"
-            )
         if self.satellite not in SATELLITES:
             raise ValueError(f"satellite {self.satellite!r} is not one of {', '.join(SATELLITES)}")
         if not (math.isfinite(self.relative_azimuth) and 0 <= self.relative_azimuth <= 360):
             raise ValueError(f"relative_azimuth={self.relative_azimuth!r} deg must be within 0-360")
+        super().__post_init__()
 
     @property
     def folded_azimuth(self) -> float:
@@ -97,13 +86,6 @@ class Atmosphere:
         sza, vza, raa = np.radians([self.solar_zenith, self.view_zenith, self.relative_azimuth])
         cos = -np.cos(sza) * np.cos(vza) - np.sin(sza) * np.sin(vza) * np.cos(raa)
         return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
-
-    @property
-    def airmass(self) -> float:
-        """1/cos(solar zenith) + 1/cos(view zenith)."""
-        return 1 / math.cos(math.radians(self.solar_zenith)) + 1 / math.cos(
-            math.radians(self.view_zenith)
-        )
 
 
 class Lut:

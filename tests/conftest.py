@@ -107,3 +107,53 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulat
 def gcs_prefix(gcs_emulator: GcsEmulator) -> str:
     """A fresh ``gs://s2ac-test/<unique>/`` folder per test, so tests never see each other."""
     return gcs_emulator.uri(f"t-{uuid.uuid4().hex[:12]}/")
+
+
+# ==============================================================================================
+# MLflow tracking server (SQLite backend, local artifact root) for tests marked `service`
+# ==============================================================================================
+
+_MLFLOW_START_TIMEOUT_S = 90.0
+
+
+def _http_ok(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 for the session; yields its tracking URI."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    command = [
+        str(Path(sys.executable).with_name("mlflow")), "server",
+        "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    log_path = root / "server.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
+    try:
+        deadline = time.monotonic() + _MLFLOW_START_TIMEOUT_S
+        while not _http_ok(f"{uri}/health"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start; its output:\n{_tail(log_path)}")
+            time.sleep(0.5)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("NO_PROXY", "127.0.0.1,localhost")
+            env.setenv("no_proxy", "127.0.0.1,localhost")
+            yield uri
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

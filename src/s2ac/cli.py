@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +15,9 @@ from s2ac import __version__
 from s2ac.config import Config, available_profiles, dump_config, load_config
 from s2ac.console import console, log, setup_logging
 from s2ac.errors import S2ACError
+
+if TYPE_CHECKING:
+    from s2ac.registry import Registration
 
 app = typer.Typer(
     name="s2ac",
@@ -248,6 +251,43 @@ def evaluate_command(
     with start_run(cfg.registry, run_id=run_id, run_name=None if run_id else "evaluate"):
         log_evaluation(result, out, split)
     typer.echo(f"report: {result['report']}")
+
+
+def print_gate(registration: Registration) -> None:
+    """The gate decision as a table: each criterion, its value and threshold, and the outcome."""
+    decision = registration.decision
+    table = Table(title=f"quality gate: {registration.name} v{registration.version}")
+    for column in ("criterion", "value", "rule", "passed"):
+        table.add_column(column, justify="left" if column == "criterion" else "right")
+    for c in decision.criteria:
+        table.add_row(c.name, f"{c.value:.4f}", f"{c.op} {c.threshold:.4f}",
+                      "[green]yes[/]" if c.passed else "[bold red]NO[/]")  # fmt: skip
+    console.print(table)
+    champion = registration.champion_version
+    verdict = "[green]PASSED: promoted to champion[/]" if decision.passed else (
+        "[bold red]FAILED: champion not moved[/]"
+    )  # fmt: skip
+    console.print(f"gate {verdict}; champion is {f'v{champion}' if champion else 'unset'}")
+
+
+@app.command("register")
+def register_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset the model was evaluated on.")],
+    run_id: Annotated[str, typer.Option("--run-id", help="The training run (logged the model).")],
+    evaluation: Annotated[
+        str,
+        typer.Option("--evaluation", help="Folder written by `s2ac evaluate` (comparison.csv)."),
+    ] = "out/evaluation",
+    split: Annotated[str, typer.Option("--split", help="Split the evaluation used.")] = "test",
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Register the run's model (alias challenger) and promote it to champion if the gate passes."""
+    from s2ac.registry import register
+
+    result = register(run_id, evaluation, dataset, build_config(profile, config, override), split)
+    print_gate(result)
 
 
 @physics_app.command("build-lut")

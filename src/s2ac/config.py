@@ -29,16 +29,29 @@ class _Section(BaseModel):
 
 
 class EarthEngineConfig(_Section):
-    project: str | None = None
-    region: str = "india"  # "india" (all states), a state name, or a path to a GeoJSON file
+    """Earth Engine query and export (``s2ac data export``; see ``s2ac.data.earthengine``)."""
+
+    project: str | None = None  # None: $EE_PROJECT, $GOOGLE_CLOUD_PROJECT, else the key's project
+    api_url: str | None = None  # None: $EE_API_URL, else https://earthengine.googleapis.com
+    service_account_key: str | None = None  # JSON key file; None: application default credentials
+    # "india" (all states), state names separated by commas, or a path to a GeoJSON file
+    region: str = "india"
+    boundaries: str = "FAO/GAUL/2015/level1"  # first-level units: ADM0_NAME, ADM1_NAME
+    country: str = "India"
     start: str = "2023-01-01"
-    end: str = "2023-12-31"
-    max_cloud_percent: float = Field(20.0, ge=0, le=100)
-    cloud_score_threshold: float = Field(0.6, ge=0, le=1)
+    end: str = "2023-12-31"  # inclusive
+    max_cloud_percent: float = Field(20.0, ge=0, le=100)  # scene CLOUDY_PIXEL_PERCENTAGE
+    cloud_score_threshold: float = Field(0.6, ge=0, le=1)  # pixels kept where cs_cdf >= this
     n_images: int = Field(1000, ge=1)
+    patches_per_side: int = Field(1, ge=1)  # each image exports a square of n x n patches
+    # Patches with a larger masked (cloudy) share are dropped by Earth Engine (maskedThreshold).
+    max_masked_fraction: float = Field(0.0, ge=0, le=1)
     bucket: str | None = None
     prefix: str = "s2ac/export"
     file_format: Literal["TFRecord", "GeoTIFF"] = "TFRecord"
+    max_retries: int = Field(5, ge=0)  # per request, on HTTP 429 and 5xx, exponential backoff
+    poll_initial_s: float = Field(10.0, gt=0)  # task polling interval, growing 1.5x per round
+    poll_max_s: float = Field(120.0, gt=0)
 
 
 class DataConfig(_Section):
@@ -109,11 +122,17 @@ class EvaluateConfig(_Section):
 
 
 class GateConfig(_Section):
-    min_mean_ssim: float = 0.90
-    min_mean_psnr: float = 30.0
+    """Promotion gate: every criterion must hold for ``champion`` to move (README, "Gate")."""
+
+    min_mean_ssim: float = Field(0.90, ge=0, le=1)
+    min_mean_psnr: float = Field(30.0, ge=0)
+    # Per band: RMSE(model) <= ratio * RMSE(identity). SSIM alone is weak evidence for AC (a
+    # constant 0.02 offset scores ~0.96), the identity baseline is the floor that matters.
     max_rmse_ratio_to_identity: float = Field(0.7, gt=0)
     require_beats_champion: bool = True
-    champion_tolerance: float = Field(0.0, ge=0)
+    # How much worse than the champion (on the same test set) a challenger may be and still pass.
+    champion_ssim_tolerance: float = Field(0.0, ge=0)
+    champion_psnr_tolerance: float = Field(0.0, ge=0)
 
 
 class RegistryConfig(_Section):
@@ -122,6 +141,9 @@ class RegistryConfig(_Section):
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
+    # Promotions are serialized by a lock (see registry.promotion_lock); a lock older than this is
+    # taken to be left by a crashed process and broken.
+    lock_timeout_s: float = Field(600.0, gt=0)
 
 
 class PipelineConfig(_Section):

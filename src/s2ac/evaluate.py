@@ -97,15 +97,15 @@ def load_generator(model: str | Path) -> Method:
 
     text = str(model)
     if "://" in text or text.startswith("models:/") or text.startswith("runs:/"):
-        import mlflow.keras
+        import mlflow.pyfunc  # models are logged as pyfunc (s2ac.pyfunc.GeneratorModel)
 
-        network = mlflow.keras.load_model(text)
-    else:
-        path = Path(text)
-        path = path / "generator.keras" if path.is_dir() else path
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no generator (train first or pass a model URI)")
-        network = keras.saving.load_model(path)
+        pyfunc_model = mlflow.pyfunc.load_model(text)
+        return lambda toa: np.asarray(pyfunc_model.predict(toa))
+    path = Path(text)
+    path = path / "generator.keras" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no generator (train first or pass a model URI)")
+    network = keras.saving.load_model(path)
     return lambda toa: np.asarray(network.predict(toa, verbose=0, batch_size=8))
 
 

@@ -141,8 +141,8 @@ def _literal_password(doc: Manifest) -> None:
 
 def _password_in_uri(doc: Manifest) -> None:
     args = pod_spec(doc)["containers"][0]["args"]
-    args[args.index("--backend-store-uri=postgresql://mlflow@postgres:5432/mlflow")] = (
-        "--backend-store-uri=postgresql://mlflow:hunter2@postgres:5432/mlflow"
+    args[args.index("--backend-store-uri=postgresql+psycopg://mlflow@postgres:5432/mlflow")] = (
+        "--backend-store-uri=postgresql+psycopg://mlflow:hunter2@postgres:5432/mlflow"
     )
 
 
@@ -210,7 +210,7 @@ def test_pods_run_non_root_under_restricted_pod_security(docs: list[Manifest]) -
 def test_mlflow_uses_postgres_backend_without_password(docs: list[Manifest]) -> None:
     mlflow = _mlflow(docs)
     backend = _flag(mlflow, "--backend-store-uri")
-    assert backend == "postgresql://mlflow@postgres:5432/mlflow"
+    assert backend == "postgresql+psycopg://mlflow@postgres:5432/mlflow"
     password = next(v for v in mlflow["env"] if v["name"] == "PGPASSWORD")
     assert password["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "mlflow-password"}
     # The backend host and port are the Postgres service's.

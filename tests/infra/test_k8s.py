@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from infra_checks import (
     schema_errors,
     secret_refs,
 )
+from sqlalchemy.engine import make_url
+
+from s2ac.config import load_config
 
 KUSTOMIZATIONS = ["base", "overlays/gke"]
 SECRET = "s2ac-postgres"
@@ -305,3 +309,26 @@ def test_services_select_their_pods(docs: list[Manifest]) -> None:
         assert service["spec"]["selector"].items() <= labels.items()
         ports = {p["name"] for _, c in containers(workload, init=False) for p in c["ports"]}
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+
+
+# --- the README's pipeline settings match the services and the config schema ------------------
+
+
+def test_readme_pipeline_settings_reach_the_services(docs: list[Manifest], tmp_path: Path) -> None:
+    readme = (ROOT / "infra/README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL) if "tune:" in b)
+    (tmp_path / "cluster.yaml").write_text(block)
+    config = load_config(config_file=tmp_path / "cluster.yaml")
+
+    mlflow = find(docs, "Service", "mlflow")
+    port = mlflow["spec"]["ports"][0]["port"]
+    assert config.registry.tracking_uri == f"http://mlflow.s2ac.svc.cluster.local:{port}"
+
+    storage = make_url(config.tune.storage)
+    assert storage.password is None, "the password comes from PGPASSWORD, never the URL"
+    assert (storage.host, storage.port) == ("postgres.s2ac.svc.cluster.local", 5432)
+    assert (storage.username, storage.database) == ("optuna", "optuna")
+    storage.get_dialect().import_dbapi()  # the project's lock has the driver
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert config.pipeline.image == f"ghcr.io/s2ac/s2ac:{version}"

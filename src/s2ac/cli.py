@@ -197,6 +197,65 @@ def data_baseline(
     )
 
 
+@data_app.command("export")
+def data_export(
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="india (all states), 'Kerala,Goa', or a GeoJSON file."),
+    ] = None,
+    start: Annotated[str | None, typer.Option("--start", help="First day, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Last day (inclusive).")] = None,
+    bucket: Annotated[str | None, typer.Option("--bucket", help="Cloud Storage bucket.")] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Object prefix.")] = None,
+    n_images: Annotated[
+        int | None, typer.Option("--n-images", help="Scenes to sample across states.")
+    ] = None,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="TFRecord (patches) or GeoTIFF.")
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Earth Engine Cloud project.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print scenes and planned tasks; start nothing.")
+    ] = False,
+    chips: Annotated[
+        str | None,
+        typer.Option("--chips", help="Fetch the chips directly (computePixels) into this folder."),
+    ] = None,
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Export Sentinel-2 L1C/L2A pairs from Earth Engine to gs://bucket/prefix (resumable)."""
+    import json
+    import os
+
+    from s2ac.data.earthengine import connect, with_environment
+    from s2ac.data.ee_export import fetch_chips, format_plan, plan_export, run_export
+
+    options = {"region": region, "start": start, "end": end, "bucket": bucket, "prefix": prefix,
+               "n_images": n_images, "file_format": file_format, "project": project}  # fmt: skip
+    given = [f"data.earthengine.{k}={json.dumps(v)}" for k, v in options.items() if v is not None]
+    cfg = build_config(profile, config, [*(override or []), *given])
+    ee_cfg = with_environment(cfg.data.earthengine, os.environ)
+    client = connect(ee_cfg)
+    plan = plan_export(client, ee_cfg, seed=cfg.data.seed, patch_size=cfg.data.patch_size)
+    typer.echo(format_plan(plan, ee_cfg))
+    if dry_run:
+        typer.echo("dry run: no task started")
+    elif chips:
+        written = fetch_chips(client, plan.tasks, chips, ee_cfg)
+        typer.echo(f"{len(written)} chips written to {chips}")
+    else:
+        report = run_export(client, plan, ee_cfg)
+        typer.echo(
+            f"{report.succeeded} exports finished ({report.started} started, {report.adopted} "
+            f"already running, {report.skipped} already exported); train with: "
+            f"s2ac train gs://{ee_cfg.bucket}/{ee_cfg.prefix.strip('/')}/"
+        )
+
+
 @app.command("train")
 def train_command(
     dataset: Annotated[str, typer.Argument(help="Dataset folder or gs:// prefix.")],

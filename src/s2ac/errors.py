@@ -41,3 +41,19 @@ class BucketNotFoundError(StorageError, FileNotFoundError):
 
 class CredentialsError(StorageError, PermissionError):
     """No usable Google credentials, or they were refused."""
+
+
+class EarthEngineError(S2ACError):
+    """An Earth Engine request failed (the message names the request and Earth Engine's reason)."""
+
+
+class EarthEngineQuotaError(EarthEngineError):
+    """Earth Engine kept answering HTTP 429 (quota or concurrency limit) through every retry."""
+
+
+class ExportTaskError(EarthEngineError):
+    """Export tasks ended FAILED or CANCELLED (names each task id and Earth Engine's message)."""
+
+
+class RequestTooLargeError(EarthEngineError, ValueError):
+    """A direct pixel request exceeds Earth Engine's per-request limit (names size and limit)."""

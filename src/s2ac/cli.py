@@ -312,6 +312,54 @@ def evaluate_command(
     typer.echo(f"report: {result['report']}")
 
 
+@app.command("tune")
+def tune_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset folder or gs:// prefix.")],
+    n_trials: Annotated[
+        int | None,
+        typer.Option("--n-trials", help="Study budget over all workers (tune.n_trials)."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Stop starting trials after this many s.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Processes sharing the study.")] = 1,
+    study: Annotated[
+        str | None, typer.Option("--study", help="Study name; an existing one is resumed.")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="Database URL (tune.storage), e.g. sqlite:///x.db."),
+    ] = None,
+    best_config: Annotated[
+        Path, typer.Option("--best-config", help="Write the config with the best values here.")
+    ] = Path("out/tune/best.yaml"),
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Optuna sweep of lambda and learning rate (pruning, shared resumable study, MLflow runs)."""
+    from s2ac.tune import tune
+
+    cfg = build_config(profile, config, override)
+    options = {"n_trials": n_trials, "timeout_s": timeout, "study_name": study, "storage": storage}
+    cfg.tune = cfg.tune.model_copy(update={k: v for k, v in options.items() if v is not None})
+    result = tune(dataset, cfg, workers=workers, timeout_s=timeout)
+    table = Table(title=f"study {result.study_name}: best trial value {result.best_value:.5f}")
+    for column in ("trial", "state", "val L1", *result.best_params):
+        table.add_column(column, justify="right")
+    for trial in result.trials:
+        value = "-" if trial["value"] is None else f"{trial['value']:.5f}"
+        params = [f"{trial['params'].get(k, float('nan')):.4g}" for k in result.best_params]
+        table.add_row(str(trial["number"]), trial["state"].lower(), value, *params)
+    console.print(table)
+    best_config.parent.mkdir(parents=True, exist_ok=True)
+    temporary = best_config.with_suffix(".tmp")
+    temporary.write_text(dump_config(result.config))
+    temporary.replace(best_config)
+    typer.echo(f"best {result.best_params}; config: {best_config}; MLflow parent run "
+               f"{result.parent_run_id}")  # fmt: skip
+
+
 def print_gate(registration: Registration) -> None:
     """The gate decision as a table: each criterion, its value and threshold, and the outcome."""
     decision = registration.decision

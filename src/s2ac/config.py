@@ -100,8 +100,13 @@ class TuneConfig(_Section):
     learning_rate_range: tuple[float, float] = (1e-5, 1e-3)
     tune_beta_1: bool = False
     tune_generator_filters: bool = False
-    sampler_seed: int = 0
+    sampler_seed: int = 0  # worker k seeds its TPE sampler with sampler_seed + k
     pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner_startup_trials: int = Field(2, ge=0)  # median: no pruning before this many finished
+    # First trial = the train section's values (the paper's lambda 100, lr 2e-4): the study
+    # starts from a known-good point instead of a random one.
+    enqueue_train_config: bool = True
+    checkpoint_dir: str = "out/tune"
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> TuneConfig:

@@ -154,9 +154,15 @@ def _log_outputs(
 
 def train(
     dataset_dir: str | Path, config: Config, *, checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
+    resume: bool = False, callbacks: list[keras.callbacks.Callback] | tuple = (),
+    run_options: dict[str, Any] | None = None, log_model: bool = True,
 ) -> TrainResult:  # fmt: skip
-    """Train pix2pix on ``dataset_dir`` (local or gs://) and log the run to MLflow."""
+    """Train pix2pix on ``dataset_dir`` (local or gs://) and log the run to MLflow.
+
+    ``callbacks`` run after the built-in ones (tuning adds its pruning callback there);
+    ``run_options`` go to ``mlflow.start_run`` (e.g. ``parent_run_id``, ``run_name``, ``tags``);
+    ``log_model=False`` skips logging the generator (tuning trials only need their losses).
+    """
     root = str(dataset_dir).rstrip("/")
     manifest = check_dataset(root)
     size, train_cfg = int(manifest["patch_size"]), config.train
@@ -185,7 +191,7 @@ def train(
     validation = make_dataset(
         val_files, patch_size=size, batch_size=train_cfg.batch_size, training=False
     )
-    with start_run(config.registry, run_id=state.get("run_id")) as run:
+    with start_run(config.registry, run_id=state.get("run_id"), **(run_options or {})) as run:
         if not initial_epoch:
             mlflow.log_params(
                 {f"train.{k}": v for k, v in train_cfg.model_dump().items()}
@@ -199,18 +205,16 @@ def train(
         )  # fmt: skip
         checkpoint = Checkpoint(folder, stopper, run.info.run_id)
         checkpoint.history = {k: list(v) for k, v in state.get("history", {}).items()}
-        callbacks = [
-            stopper,
-            MlflowLogger(_fixed_samples(val_files, size), train_cfg.figure_every),
-            checkpoint,
-        ]
+        logger = MlflowLogger(_fixed_samples(val_files, size), train_cfg.figure_every)
         model.fit(
             stream, epochs=train_cfg.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-            validation_data=validation, callbacks=callbacks, verbose=2,
+            validation_data=validation, callbacks=[stopper, logger, checkpoint, *callbacks],
+            verbose=2,
         )  # fmt: skip
         epochs_done = json.loads((folder / STATE).read_text())["epoch"]
         mlflow.log_metric("epochs_completed", epochs_done)
-        _log_outputs(model, checkpoint.history, callbacks[1].samples[0][:1], folder)
+        if log_model:
+            _log_outputs(model, checkpoint.history, logger.samples[0][:1], folder)
     return TrainResult(
         checkpoint_dir=folder,
         epochs_completed=epochs_done,

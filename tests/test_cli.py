@@ -28,6 +28,7 @@ COMMANDS = [
     ["data", "synth"],
     ["data", "validate"],
     ["data", "baseline"],
+    ["data", "export"],
     ["physics"],
     ["physics", "build-lut"],
 ]

@@ -251,8 +251,8 @@ def data_export(
         report = run_export(client, plan, ee_cfg)
         typer.echo(
             f"{report.succeeded} exports finished ({report.started} started, {report.adopted} "
-            f"already running, {report.skipped} already exported); train with: "
-            f"s2ac train gs://{ee_cfg.bucket}/{ee_cfg.prefix.strip('/')}/"
+            f"already running, {report.skipped} already exported); files in "
+            f"gs://{ee_cfg.bucket}/{ee_cfg.prefix.strip('/')}/"
         )
 
 

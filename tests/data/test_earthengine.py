@@ -14,14 +14,16 @@ from typing import Any
 
 import pytest
 
-from fakes.earthengine import FakeEarthEngine, constant, constants, function_names, invocations
-from fakes.ee_fixtures import (  # noqa: F401 - fixtures
+from fakes.earthengine import (
     CLIENT_EMAIL,
-    ee_fake_fixture,
-    ee_key_fixture,
-    ee_server_fixture,
+    FakeEarthEngine,
+    constant,
+    constants,
+    function_names,
+    invocations,
     write_service_account_key,
 )
+from fakes.ee_fixtures import ee_fake_fixture, ee_key_fixture, ee_server_fixture  # noqa: F401
 from s2ac.bands import EE_L1C_COLLECTION, EE_L2A_COLLECTION
 from s2ac.config import EarthEngineConfig
 from s2ac.data import earthengine as E

@@ -88,6 +88,8 @@ INDIA_STATES: dict[str, tuple[float, float]] = {
     "Uttarakhand": (79.0, 30.1),
     "West Bengal": (87.9, 22.9),
 }
+PROJECT = "test-project"
+CLIENT_EMAIL = f"s2ac-export@{PROJECT}.iam.gserviceaccount.com"
 _LAT_BANDS = "CDEFGHJKLMNPQRSTUVWX"  # MGRS latitude bands of 8 degrees from 80 S
 _SQUARE_LETTERS = "ABCDEFGHJKLMNPQRSTUV"
 _REVISIT_DAYS = 5
@@ -230,11 +232,42 @@ def synthetic_pair(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return toa, sr
 
 
+def write_service_account_key(
+    path: Path, token_uri: str, project_id: str | None = PROJECT
+) -> tuple[Path, str]:
+    """A real service-account JSON key (fresh RSA key) whose token endpoint is ``token_uri``.
+
+    Returns the path and a line of the private key, to check that no message leaks it.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    info = {
+        "type": "service_account",
+        "private_key_id": "0123456789abcdef",
+        "private_key": pem,
+        "client_email": CLIENT_EMAIL,
+        "client_id": "100000000000000000001",
+        "token_uri": token_uri,
+    }
+    if project_id:
+        info["project_id"] = project_id
+    path.write_text(json.dumps(info))
+    return path, pem.splitlines()[5]
+
+
 class FakeEarthEngine:
     """The fake server. Use as a context manager, or call :meth:`start` / :meth:`stop`."""
 
-    def __init__(self, project: str = "test-project") -> None:
+    def __init__(self, project: str = PROJECT, port: int = 0) -> None:
         self.project = project
+        self._port = port
         self.requests: list[Recorded] = []
         self.reject_tokens = False
         self.polls_to_finish = 2
@@ -252,7 +285,7 @@ class FakeEarthEngine:
 
     def start(self) -> FakeEarthEngine:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -655,3 +688,30 @@ class _Handler(BaseHTTPRequestHandler):
         fake.issued_tokens.add(token)
         record.body = {"iss": claims.get("iss"), "scope": claims.get("scope")}  # no signature
         return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}, ""
+
+
+def main() -> None:
+    """Serve the fake until interrupted (for demos): ``python tests/fakes/earthengine.py KEY``.
+
+    Writes a service-account key file for the fake's token endpoint to KEY and prints the URL to
+    export as EE_API_URL. Exports write into the GCS emulator named by STORAGE_EMULATOR_HOST.
+    """
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("key", type=Path, help="where to write the service-account key file")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    with FakeEarthEngine(port=args.port) as fake:
+        write_service_account_key(args.key, fake.token_uri)
+        print(fake.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -45,6 +45,7 @@ from googleapiclient.errors import HttpError
 
 from s2ac.bands import BAND_NAMES, EE_L1C_COLLECTION, EE_L2A_COLLECTION, REFLECTANCE_SCALE
 from s2ac.config import EarthEngineConfig
+from s2ac.console import track
 from s2ac.data.patches import SR_KEYS, TOA_KEYS
 from s2ac.errors import (
     ConfigError,
@@ -507,7 +508,7 @@ def chip_centres(
     """
     strata = strata_collection(region, cfg)
     centres: dict[str, tuple[float, float]] = {}
-    for first in range(0, len(scenes), batch):
+    for first in track(range(0, len(scenes), batch), "Locating chips"):
         part = scenes[first : first + batch]
         values = []
         for scene in part:

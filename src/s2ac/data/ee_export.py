@@ -218,12 +218,15 @@ def format_plan(plan: ExportPlan, cfg: EarthEngineConfig) -> str:
             f"{stratum:<24} {len(scenes):>6} {sampled.get(stratum, 0):>8} {median:>14.1f}  "
             f"{first:%Y-%m-%d}  {last:%Y-%m-%d}"
         )
-    size = plan.tasks[0].size_px if plan.tasks else cfg.patches_per_side
+    if plan.tasks:
+        size, patch = plan.tasks[0].size_px, plan.tasks[0].patch_px
+        grid = f"{size}x{size} px at {PIXEL_SIZE_M} m in patches of {patch}x{patch}"
+    else:
+        grid = "no task"
     lines += [
         "",
-        f"tasks: {cfg.file_format}, {size}x{size} px at {PIXEL_SIZE_M} m, patches "
-        f"{plan.tasks[0].patch_px if plan.tasks else '-'} px, cs_cdf >= "
-        f"{cfg.cloud_score_threshold:g}",
+        f"tasks: {cfg.file_format}, {grid}, pixels kept where cs_cdf >= "
+        f"{cfg.cloud_score_threshold:g}; (x0, y0) = upper-left corner in the scene's UTM zone",
         f"{'#':>4}  {'description':<66} {'crs':<11} {'x0':>9} {'y0':>10}  status",
     ]
     for number, task in enumerate(plan.tasks, start=1):

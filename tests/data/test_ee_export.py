@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,12 @@ def test_task_names_follow_earth_engine_rules():
     task = X.ExportTask(
         scene, "EPSG:32643", (10, 0, 0, 0, -10, 0), 256, 256, "b", "p/x", "TFRecord"
     )
-    assert task.description == "s2ac_dadra-nagar-haveli-ut_20231004T050701_20231004T051809_T43QGU"
-    assert re.fullmatch(r"[A-Za-z0-9_.,:;-]{1,100}", task.description)
+    name = task.description
+    assert re.fullmatch(rf"s2ac_dadra-nagar-haveli-ut_{index}_[0-9a-f]{{6}}", name)
+    assert re.fullmatch(r"[A-Za-z0-9_.,:;-]{1,100}", name)
+    elsewhere = dataclasses.replace(task, file_prefix="q/x")
+    assert elsewhere.description != name  # another destination: another task
+    assert dataclasses.replace(task).description == name
 
 
 # --- task bodies ------------------------------------------------------------------------------
@@ -124,6 +128,11 @@ def test_export_request_carries_the_training_pair_grid_and_tfrecord_options(ee_f
         if constant(a.get("leftField")) == "system:index" and "rightValue" in a
     }
     assert index == task.scene.index
+    day = task.scene.time.date()
+    (days,) = {
+        (constant(a["start"]), constant(a["end"])) for a in invocations(expression, "DateRange")
+    }
+    assert days == (str(day), str(day + timedelta(days=1)))  # narrows the index lookup
 
 
 def test_geotiff_export_request(ee_fake, ee_key):

@@ -373,7 +373,7 @@ class FakeEarthEngine:
         names = function_names(expression)
         if "Geometry.centroid" in names:
             return self._chip_centres(expression)
-        if "ReduceColumns" in " ".join(names) or "reduceColumns" in " ".join(names):
+        if "Collection.reduceColumns" in names:
             return self._scene_listing(expression)
         raise ValueError(f"the fake cannot evaluate an expression using {sorted(set(names))}")
 
@@ -395,7 +395,11 @@ class FakeEarthEngine:
             name = (constant(arguments.get("metadata")) or {}).get("s2ac_stratum")
             if name is None:
                 continue
-            numbers = [v for _, v in walk(arguments.get("geometry")) if isinstance(v, float | int)]
+            numbers = [
+                v
+                for _, v in walk(arguments.get("geometry"))
+                if isinstance(v, float | int) and not isinstance(v, bool)
+            ]
             lons, lats = numbers[0::2] or [78.0], numbers[1::2] or [22.0]
             centres[name] = (float(np.mean(lons)), float(np.mean(lats)))
         return list(centres), centres

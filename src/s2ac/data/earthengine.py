@@ -344,10 +344,14 @@ def training_pair(scene: ee.Image, cloud_score_threshold: float) -> ee.Image:
     return toa.addBands(sr).multiply(REFLECTANCE_SCALE).toFloat().updateMask(clear)
 
 
-def scene_image(index: str, cloud_score_threshold: float) -> ee.Image:
-    """The training pair of one scene, through the same join as the listing."""
-    pairs = paired_collection(ee.Filter.eq("system:index", index), None)
-    return training_pair(pairs.first(), cloud_score_threshold)
+def scene_image(scene: Scene, cloud_score_threshold: float) -> ee.Image:
+    """The training pair of one scene, through the same joins as the listing."""
+    day = scene.time.date()
+    where = ee.Filter.And(
+        ee.Filter.date(day.isoformat(), (day + timedelta(days=1)).isoformat()),  # indexed: cheap
+        ee.Filter.eq("system:index", scene.index),
+    )
+    return training_pair(paired_collection(where, None).first(), cloud_score_threshold)
 
 
 # --- scenes -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ a request, checked before sending), written as 8-band GeoTIFFs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -80,9 +81,15 @@ class ExportTask:
 
     @property
     def description(self) -> str:
-        """Task name shown by Earth Engine (<= 100 characters of [A-Za-z0-9_-])."""
+        """Task name shown by Earth Engine (<= 100 characters of [A-Za-z0-9_-]).
+
+        It ends with a hash of the destination, so a rerun adopts only the running tasks that
+        write where it would (not those of another export of the same scene).
+        """
         stratum = re.sub(r"[^a-z0-9]+", "-", self.scene.stratum.lower()).strip("-")[:40]
-        return f"s2ac_{stratum}_{self.scene.index}"[:100]
+        where = f"{self.bucket}/{self.file_prefix}/{self.file_format}/{self.size_px}"
+        digest = hashlib.sha256(where.encode()).hexdigest()[:6]
+        return f"s2ac_{stratum}_{self.scene.index}_{digest}"[:100]
 
     @property
     def destination(self) -> str:
@@ -218,6 +225,7 @@ def format_plan(plan: ExportPlan, cfg: EarthEngineConfig) -> str:
             f"{stratum:<24} {len(scenes):>6} {sampled.get(stratum, 0):>8} {median:>14.1f}  "
             f"{first:%Y-%m-%d}  {last:%Y-%m-%d}"
         )
+    width = max((len(task.description) for task in plan.tasks), default=11)
     if plan.tasks:
         size, patch = plan.tasks[0].size_px, plan.tasks[0].patch_px
         grid = f"{size}x{size} px at {PIXEL_SIZE_M} m in patches of {patch}x{patch}"
@@ -227,12 +235,12 @@ def format_plan(plan: ExportPlan, cfg: EarthEngineConfig) -> str:
         "",
         f"tasks: {cfg.file_format}, {grid}, pixels kept where cs_cdf >= "
         f"{cfg.cloud_score_threshold:g}; (x0, y0) = upper-left corner in the scene's UTM zone",
-        f"{'#':>4}  {'description':<66} {'crs':<11} {'x0':>9} {'y0':>10}  status",
+        f"{'#':>4}  {'description':<{width}} {'crs':<11} {'x0':>9} {'y0':>10}  status",
     ]
     for number, task in enumerate(plan.tasks, start=1):
         status = "exists, skip" if task.scene.index in plan.done else "to start"
         lines.append(
-            f"{number:>4}  {task.description:<66} {task.crs:<11} {task.transform[2]:>9.0f} "
+            f"{number:>4}  {task.description:<{width}} {task.crs:<11} {task.transform[2]:>9.0f} "
             f"{task.transform[5]:>10.0f}  {status}"
         )
     lines.append(f"destination: {plan.tasks[0].destination.rsplit('/', 1)[0]}/" if plan.tasks
@@ -254,7 +262,7 @@ def export_task(task: ExportTask, cfg: EarthEngineConfig) -> ee.batch.Task:
     else:
         format_options = {"cloudOptimized": True}
     return ee.batch.Export.image.toCloudStorage(
-        image=scene_image(task.scene.index, cfg.cloud_score_threshold),
+        image=scene_image(task.scene, cfg.cloud_score_threshold),
         description=task.description,
         bucket=task.bucket,
         fileNamePrefix=task.file_prefix,
@@ -386,7 +394,7 @@ def fetch_chips(
     for task in track(tasks, "Fetching chips"):
         xs, _, x0, _, ys, y0 = task.transform
         params = {
-            "expression": scene_image(task.scene.index, cfg.cloud_score_threshold),
+            "expression": scene_image(task.scene, cfg.cloud_score_threshold),
             "fileFormat": "NUMPY_NDARRAY",
             "grid": {
                 "dimensions": {"width": task.size_px, "height": task.size_px},

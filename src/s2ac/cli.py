@@ -360,6 +360,44 @@ def tune_command(
                f"{result.parent_run_id}")  # fmt: skip
 
 
+@app.command("run")
+def run_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for every stage's output.")] = Path(
+        "out/run"
+    ),
+    with_tune: Annotated[
+        bool, typer.Option("--tune", help="Run the Optuna sweep first and train its best.")
+    ] = False,
+    workers: Annotated[int, typer.Option("--workers", help="Tuning processes.")] = 1,
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """The whole local pipeline: synth, validate, [tune], train, evaluate, register + gate."""
+    from s2ac.tracking import tracking_uri
+    from s2ac.workflow import run_local
+
+    cfg = build_config(profile, config, override)
+    result = run_local(cfg, out, tune_first=with_tune, workers=workers)
+    console.print(result.evaluation["comparison"].round(4).to_string(), highlight=False)
+    print_gate(result.registration)
+    uri, name = tracking_uri(cfg.registry), result.registration.name
+    ui = (
+        f"mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)"
+        if uri.startswith("sqlite:")
+        else f"open {uri}"
+    )
+    console.print(
+        f"\n[bold]Browse it in MLflow:[/] {ui}\n"
+        f"  Experiments > {cfg.registry.experiment} > run {result.run_id}: per-epoch losses, "
+        "evaluation/report.md and figures, gate/, the logged generator\n"
+        f"  Models > {name}: version {result.registration.version} (alias challenger), and which "
+        "version holds champion\n"
+        f"  Load the champion: mlflow.pyfunc.load_model('models:/{name}@champion')",
+        highlight=False,
+    )
+
+
 def print_gate(registration: Registration) -> None:
     """The gate decision as a table: each criterion, its value and threshold, and the outcome."""
     decision = registration.decision

@@ -1,0 +1,70 @@
+"""The whole local pipeline in one call: synth → validate → [tune] → train → evaluate → register.
+
+``make demo``, ``s2ac run`` and the MLproject's ``main`` entry point all run this; the KFP
+pipelines chain the same library functions as separate containerized steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from s2ac.config import Config
+from s2ac.console import log
+from s2ac.errors import InputDataError
+
+if TYPE_CHECKING:
+    from s2ac.registry import Registration
+
+
+@dataclass(frozen=True)
+class WorkflowResult:
+    dataset: Path
+    run_id: str
+    evaluation: dict[str, Any]
+    registration: Registration
+    tuned_params: dict[str, Any] | None = None
+
+
+def run_local(
+    config: Config, out: str | Path, tune_first: bool = False, workers: int = 1
+) -> WorkflowResult:
+    """Run every stage into ``out`` and return what each produced."""
+    import mlflow
+
+    from s2ac.data.synthetic import synthesize
+    from s2ac.data.validation import format_report, validate_dataset
+    from s2ac.evaluate import evaluate, log_evaluation
+    from s2ac.registry import register
+    from s2ac.tracking import start_run
+    from s2ac.train import train
+
+    out = Path(out)
+    dataset = out / "data"
+    log.info("[1/5] synthesizing the embedded dataset into %s", dataset)
+    synthesize(dataset, config.data)
+    log.info("[2/5] validating it with Great Expectations")
+    report = validate_dataset(
+        dataset, out / "validation", min_finite_share=1.0 - config.data.max_nonfinite_fraction
+    )
+    if not report.passed:
+        raise InputDataError(str(dataset), "failed validation:\n" + format_report(report))
+    tuned = None
+    if tune_first:
+        from s2ac.tune import tune
+
+        log.info("[2b/5] Optuna sweep (%d trials, %d workers)", config.tune.n_trials, workers)
+        result = tune(dataset, config, workers=workers)
+        config, tuned = result.config, result.best_params
+    log.info("[3/5] training")
+    trained = train(dataset, config, checkpoint_dir=out / "checkpoints")
+    log.info("[4/5] evaluating on the test split against identity, DOS and 6S")
+    evaluation = evaluate(dataset, trained.checkpoint_dir / "best", config.evaluate,
+                          out / "evaluation")  # fmt: skip
+    with start_run(config.registry, run_id=trained.run_id):
+        log_evaluation(evaluation, out / "evaluation")
+        mlflow.log_artifacts(str(out / "validation"), artifact_path="validation")
+    log.info("[5/5] registering and gating %s", config.registry.model_name)
+    registration = register(trained.run_id, out / "evaluation", dataset, config)
+    return WorkflowResult(dataset, trained.run_id, evaluation, registration, tuned)

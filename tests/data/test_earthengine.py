@@ -97,7 +97,8 @@ def test_refused_credentials_fail_clearly_and_send_nothing_else(ee_fake, ee_key)
     with pytest.raises(CredentialsError) as info:
         E.connect(make_cfg(ee_fake, ee_key[0]))
     message = str(info.value)
-    assert "were refused when fetching an access token (invalid_grant" in message
+    assert "Google refused an access token for the service-account key" in message
+    assert "(invalid_grant: Invalid JWT Signature.)" in message
     assert str(ee_key[0]) in message and ee_key[1] not in message
     assert ee_fake.recorded("/token") and not ee_fake.recorded("/v1/")
 

@@ -8,6 +8,7 @@ pipeline reads it back from gs://.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,6 +174,9 @@ def test_export_writes_records_that_the_training_pipeline_reads(
     assert (toa[..., 0] > sr[..., 0]).all()  # path radiance brightens blue TOA
     markers = storage.list_uris(f"{gcs_prefix}export/_s2ac_tasks/")
     assert len(markers) == 3
+    marker = json.loads(storage.read_bytes(markers[0]))
+    assert marker["outputs"] == [f for f in files if marker["scene"] in f]
+    assert marker["operation"].startswith("projects/test-project/operations/")
 
 
 @service

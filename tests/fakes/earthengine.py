@@ -509,8 +509,11 @@ class FakeEarthEngine:
             "createTime": now,
             "updateTime": now,
         }
-        if operation.outputs:
-            metadata["destinationUris"] = operation.outputs
+        if operation.outputs:  # like Earth Engine: the folder in the Cloud console, not files
+            bucket, key = operation.outputs[0][len("gs://") :].split("/", 1)
+            folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+            console = "https://console.developers.google.com/storage/browser"
+            metadata["destinationUris"] = [f"{console}/{bucket}/{folder}"]
         result: dict[str, Any] = {"name": operation.name, "metadata": metadata}
         if operation.state in ("SUCCEEDED", "FAILED"):
             result["done"] = True

@@ -162,8 +162,8 @@ class EarthEngine:
         # args[0] is the token endpoint's error code and description, never key material.
         reason = str(exc.args[0]).splitlines()[0] if exc.args else "refused"
         return CredentialsError(
-            f"Earth Engine: the {self.credentials_source} were refused when fetching an access "
-            f"token ({reason}); check the key file or run `gcloud auth application-default login`"
+            f"Earth Engine: Google refused an access token for the {self.credentials_source} "
+            f"({reason}); check the key file or run `gcloud auth application-default login`"
         )
 
     def _error(self, exc: BaseException, what: str, status: int | None, tries: int) -> Exception:

@@ -119,7 +119,7 @@ class ExportReport:
     adopted: int = 0  # already running in Earth Engine, tracked instead of restarted
     started: int = 0
     succeeded: int = 0
-    outputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # files written by the tasks run now
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -169,22 +169,25 @@ def _marker(task: ExportTask) -> str:
     return f"{_folder(task)}{MARKER_FOLDER}/{task.scene.index}.json"
 
 
+def _outputs(task: ExportTask, present: Sequence[str]) -> list[str]:
+    """The task's output files among ``present`` URIs (``<prefix>-00000.tfrecord.gz``...)."""
+    stem = task.destination
+    return sorted(
+        uri
+        for uri in present
+        if uri.startswith(stem) and uri[len(stem) :][:1] in "-." and uri.endswith(_SUFFIXES)
+    )
+
+
 def exported(tasks: Sequence[ExportTask]) -> frozenset[str]:
     """Scene indexes whose output (or s2ac's completion marker) is already in the bucket."""
     if not tasks or tasks[0].bucket is None:
         return frozenset()
-    present = set(storage.list_uris(_folder(tasks[0]), recursive=True))
-    done = set()
-    for task in tasks:
-        stem = task.destination
-        outputs = [
-            uri
-            for uri in present
-            if uri.startswith(stem) and uri[len(stem) :][:1] in "-." and uri.endswith(_SUFFIXES)
-        ]
-        if outputs or _marker(task) in present:
-            done.add(task.scene.index)
-    return frozenset(done)
+    present = storage.list_uris(_folder(tasks[0]), recursive=True)
+    markers = set(present)
+    return frozenset(
+        task.scene.index for task in tasks if _marker(task) in markers or _outputs(task, present)
+    )
 
 
 def plan_export(
@@ -332,7 +335,8 @@ def run_export(client: EarthEngine, plan: ExportPlan, cfg: EarthEngineConfig) ->
         metadata = operation.get("metadata", {})
         state = metadata.get("state", "UNKNOWN")
         if state == "SUCCEEDED":
-            outputs = list(metadata.get("destinationUris") or [])
+            # destinationUris only names the folder (a console URL): list the files themselves.
+            outputs = _outputs(task, storage.list_uris(task.destination))
             _write_marker(task, name, outputs)
             report.succeeded += 1
             report.outputs.extend(outputs)

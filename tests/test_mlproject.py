@@ -68,7 +68,7 @@ def test_mlflow_run_main_small(mlflow_server: str, tmp_path: Path):
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    assert "quality gate: s2ac-pix2pix" in result.stdout
+    assert "quality gate: s2ac-pix2pix" in result.stdout + result.stderr
 
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("mlproject")

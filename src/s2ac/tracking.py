@@ -58,8 +58,17 @@ def set_experiment(config: RegistryConfig) -> str:
 
 @contextmanager
 def start_run(config: RegistryConfig, run_id: str | None = None, **kwargs: Any) -> Iterator[Any]:
-    """Start (or continue, with ``run_id``) a run in the configured experiment."""
-    set_experiment(config)
+    """Start (or continue, with ``run_id``) a run in the configured experiment.
+
+    A continued run stays in its own experiment. Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) the
+    project's run is continued, so every stage logs into the one run ``mlflow run`` shows."""
+    existing = run_id or os.environ.get("MLFLOW_RUN_ID")
+    if existing:
+        mlflow.set_tracking_uri(tracking_uri(config))
+        experiment_id = mlflow.get_run(existing).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+    else:
+        set_experiment(config)
     with mlflow.start_run(run_id=run_id, **kwargs) as run:
         yield run
 

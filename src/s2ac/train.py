@@ -191,7 +191,10 @@ def train(
     validation = make_dataset(
         val_files, patch_size=size, batch_size=train_cfg.batch_size, training=False
     )
-    with start_run(config.registry, run_id=state.get("run_id"), **(run_options or {})) as run:
+    options = {"run_name": f"train-{config.profile}"} | (run_options or {})
+    if state.get("run_id"):
+        options.pop("run_name")  # continuing the same run
+    with start_run(config.registry, run_id=state.get("run_id"), **options) as run:
         if not initial_epoch:
             mlflow.log_params(
                 {f"train.{k}": v for k, v in train_cfg.model_dump().items()}

@@ -26,7 +26,15 @@ from s2ac.config import Config, GateConfig, load_config
 from s2ac.data.synthetic import synthesize
 from s2ac.evaluate import evaluate, score_methods
 from s2ac.pyfunc import log_generator
-from s2ac.registry import GATE_TAG, alias_version, decide, logged_generator, register
+from s2ac.registry import (
+    GATE_TAG,
+    RegistryError,
+    alias_version,
+    decide,
+    logged_generator,
+    promote,
+    register,
+)
 from s2ac.tracking import start_run
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -225,3 +233,23 @@ def test_concurrent_registrations_keep_aliases_consistent(
         v.version for v in versions.values()
     }
     assert client.search_registered_models(f"name = '{name}.promotion-lock'") == []
+
+
+def test_promote_separately_refuses_a_stale_gate(mlflow_server, dataset, linear_fit, tmp_path):
+    """The KFP pipeline gates in one task and promotes in the next (dsl.If): promotion must not
+    apply a decision made against a champion that has changed since."""
+    name = f"s2ac-{uuid.uuid4().hex[:8]}"
+    config = _config(mlflow_server, name)
+    client = MlflowClient(mlflow_server)
+    run_a, eval_a = _candidate(dataset, linear_fit, 0.5, config, tmp_path / "a")
+    gated = register(run_a, eval_a, dataset, config, promote=False)
+    assert gated.decision.passed and not gated.promoted
+    assert alias_version(client, name, "champion") is None
+    run_b, eval_b = _candidate(dataset, linear_fit, 1.0, config, tmp_path / "b")
+    assert register(run_b, eval_b, dataset, config).champion_version == "2"
+    assert promote("1", config) is False  # gated against "no champion", now v2 is champion
+    assert alias_version(client, name, "champion").version == "2"
+    run_c, eval_c = _candidate(dataset, linear_fit, 0.95, config, tmp_path / "c")
+    with pytest.raises(RegistryError, match="gate is 'failed'"):
+        register(run_c, eval_c, dataset, config, promote=False)
+        promote("3", config)

@@ -41,6 +41,7 @@ from s2ac.tracking import git_commit, set_experiment
 MODEL_COLUMN = "pix2pix"
 LOGGED_MODEL_NAME = "generator"
 GATE_TAG = "gate"
+COMPARED_TAG = "gate.compared_with"  # champion version the gate compared against
 HEADLINE = ("ssim", "psnr", "rmse", "mae")
 
 
@@ -270,8 +271,12 @@ def register(
     dataset_dir: str | Path,
     config: Config,
     split: str = "test",
+    promote: bool = True,
 ) -> Registration:
-    """Register the generator of training run ``run_id`` and gate it (see module docstring)."""
+    """Register the generator of training run ``run_id`` and gate it (see module docstring).
+
+    ``promote=False`` decides and records the gate but leaves ``champion`` to a separate
+    :func:`promote` call (the KFP pipeline's ``dsl.If(gate passed)`` branch)."""
     registry = config.registry
     set_experiment(registry)
     client = MlflowClient()
@@ -308,14 +313,14 @@ def register(
             champion.version if champion is not None else None,
         )  # fmt: skip
         _record_decision(client, run_id, name, version.version, decision)
-        if decision.passed:
+        if decision.passed and promote:
             client.set_registered_model_alias(name, registry.champion_alias, version.version)
         after = alias_version(client, name, registry.champion_alias)
     return Registration(
         name=name,
         version=version.version,
         decision=decision,
-        promoted=decision.passed,
+        promoted=decision.passed and promote,
         champion_version=after.version if after is not None else None,
         model_uri=f"models:/{name}/{version.version}",
     )
@@ -334,4 +339,27 @@ def _record_decision(
             f"{criterion.name}: {criterion.value:.4f} {criterion.op} {criterion.threshold:.4f} "
             f"({'pass' if criterion.passed else 'FAIL'})",
         )  # fmt: skip
+    client.set_model_version_tag(name, version, COMPARED_TAG, decision.champion_version or "none")
     client.set_model_version_tag(name, version, GATE_TAG, "passed" if decision.passed else "failed")
+
+
+def promote(version: str, config: Config) -> bool:
+    """Move ``champion`` to ``version`` if its recorded gate passed against the model that is
+    still champion now; False (and ``champion`` untouched) if the champion changed meanwhile."""
+    registry = config.registry
+    set_experiment(registry)
+    client = MlflowClient()
+    name = registry.model_name
+    with promotion_lock(client, name, registry.lock_timeout_s):
+        tags = client.get_model_version(name, version).tags
+        if tags.get(GATE_TAG) != "passed":
+            raise RegistryError(f"{name} v{version}: gate is {tags.get(GATE_TAG)!r}, not promoting")
+        current = alias_version(client, name, registry.champion_alias)
+        now = current.version if current is not None else "none"
+        if tags.get(COMPARED_TAG) != now:
+            log.warning("%s v%s was gated against champion %s, now %s: register it again",
+                        name, version, tags.get(COMPARED_TAG), now)  # fmt: skip
+            return False
+        client.set_registered_model_alias(name, registry.champion_alias, version)
+    log.info("%s v%s is now %s", name, version, registry.champion_alias)
+    return True

@@ -31,6 +31,10 @@ physics_app = typer.Typer(help="6S look-up table and physics baselines.", no_arg
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(physics_app, name="physics")
+pipeline_app = typer.Typer(
+    help="Kubeflow pipelines: compile, run locally (kfp.local), submit.", no_args_is_help=True
+)
+app.add_typer(pipeline_app, name="pipeline")
 
 ProfileOpt = Annotated[
     str, typer.Option("--profile", "-p", help="Config profile from configs/ (default, small).")
@@ -223,6 +227,10 @@ def data_export(
         str | None,
         typer.Option("--chips", help="Fetch the chips directly (computePixels) into this folder."),
     ] = None,
+    assemble: Annotated[
+        str | None,
+        typer.Option("--assemble", help="Then build a dataset here (see `s2ac data assemble`)."),
+    ] = None,
     profile: ProfileOpt = "default",
     config: ConfigFileOpt = None,
     override: OverrideOpt = None,
@@ -254,6 +262,26 @@ def data_export(
             f"already running, {report.skipped} already exported); files in "
             f"gs://{ee_cfg.bucket}/{ee_cfg.prefix.strip('/')}/"
         )
+        if assemble:
+            from s2ac.data.assemble import assemble_dataset
+
+            export = f"gs://{ee_cfg.bucket}/{ee_cfg.prefix.strip('/')}"
+            typer.echo(assemble_dataset(export, assemble, cfg.data))
+
+
+@data_app.command("assemble")
+def data_assemble(
+    export: Annotated[str, typer.Argument(help="Export folder: gs://bucket/prefix or local.")],
+    out: Annotated[str, typer.Option("--out", help="Dataset folder or gs:// prefix.")],
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Split an Earth Engine export by location into train/val/test shards with a manifest."""
+    from s2ac.data.assemble import assemble_dataset
+
+    cfg = build_config(profile, config, override)
+    typer.echo(assemble_dataset(export, out, cfg.data))
 
 
 @app.command("train")
@@ -447,6 +475,94 @@ def physics_build_lut(
 
     path = build_lut(out or DEFAULT_LUT_PATH, workers=workers)
     typer.echo(str(path))
+
+
+@pipeline_app.command("compile")
+def pipeline_compile(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder (default: pipelines/compiled).")
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Project image (pipeline.image).")
+    ] = None,
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Compile the training and tuning pipelines to YAML (checked in; a test compares them)."""
+    from s2ac.pipeline import COMPILED_DIR, compile_pipelines
+
+    cfg = build_config(profile, config, override)
+    pipeline_cfg = (
+        cfg.pipeline if image is None else cfg.pipeline.model_copy(update={"image": image})
+    )
+    for path in compile_pipelines(pipeline_cfg, out or COMPILED_DIR):
+        typer.echo(str(path))
+
+
+def _parameters(values: list[str] | None) -> dict[str, object]:
+    import yaml
+
+    parameters: dict[str, object] = {}
+    for text in values or []:
+        key, sep, raw = text.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{text!r}: expected NAME=VALUE")
+        parameters[key] = yaml.safe_load(raw)
+    return parameters
+
+
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-P", help="Pipeline parameter NAME=VALUE (YAML value; repeatable)."),
+]
+
+
+@pipeline_app.command("run-local")
+def pipeline_run_local(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Pipeline root and outputs.")] = Path(
+        "out/kfp-local"
+    ),
+    param: ParamOpt = None,
+    profile: ProfileOpt = "small",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Run the training pipeline end to end here with kfp.local (each task a subprocess)."""
+    from s2ac.pipeline import run_local
+    from s2ac.tracking import sqlite_artifact_root, tracking_uri
+
+    cfg = build_config(profile, config, override)
+    uri = tracking_uri(cfg.registry)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_absolute():
+        uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())  # tasks' cwd
+    arguments = {"profile": profile, "tracking_uri": uri} | _parameters(param)
+    run_local(cfg, workdir, arguments)
+    artifacts = sqlite_artifact_root(uri)
+    where = f"{uri} (artifacts {artifacts})" if artifacts else uri
+    console.print(f"pipeline finished; outputs in {workdir}/pipeline-root; MLflow: {where}")
+
+
+@pipeline_app.command("submit")
+def pipeline_submit(
+    host: Annotated[
+        str, typer.Option("--host", help="KFP API endpoint, e.g. https://kfp.example.")
+    ],
+    experiment: Annotated[str | None, typer.Option("--experiment", help="KFP experiment.")] = None,
+    name: Annotated[str, typer.Option("--pipeline", help="training or tuning.")] = "training",
+    param: ParamOpt = None,
+    profile: ProfileOpt = "default",
+    config: ConfigFileOpt = None,
+    override: OverrideOpt = None,
+) -> None:
+    """Upload the pipeline and start a run (bearer token from KFP_TOKEN, never printed)."""
+    from s2ac.pipeline import submit
+
+    cfg = build_config(profile, config, override)
+    ids = submit(
+        cfg.pipeline, host, experiment or cfg.pipeline.experiment, _parameters(param), name
+    )
+    typer.echo(f"uploaded pipeline {ids['pipeline_id']}; started run {ids['run_id']} on {host}")
 
 
 def run() -> None:

@@ -1,0 +1,30 @@
+"""Task settings shared by both pipelines: GPU and resources for training, retries for I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from s2ac.config import PipelineConfig
+
+
+def on_gpu(task: Any, config: PipelineConfig) -> Any:
+    """Training: the accelerator, CPU and memory from ``pipeline.*`` (ignored by kfp.local)."""
+    task.set_cpu_request(config.train_cpu).set_cpu_limit(config.train_cpu)
+    task.set_memory_request(config.train_memory).set_memory_limit(config.train_memory)
+    if config.gpu_count:
+        task.set_accelerator_type(config.gpu_accelerator).set_accelerator_limit(config.gpu_count)
+    return task
+
+
+def with_retries(task: Any, config: PipelineConfig) -> Any:
+    """Stages that talk to Earth Engine, Cloud Storage or MLflow retry transient failures."""
+    return task.set_retry(num_retries=config.io_retries, backoff_duration="30s", backoff_factor=2.0)
+
+
+def small(task: Any) -> Any:
+    return task.set_cpu_request("1").set_memory_request("4G").set_memory_limit("8G")
+
+
+def uncached(task: Any) -> Any:
+    """Tasks with side effects (registry, shared study, status) must run every time."""
+    return task.set_caching_options(enable_caching=False)

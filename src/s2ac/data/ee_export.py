@@ -360,6 +360,8 @@ def _write_marker(task: ExportTask, operation: str, outputs: list[str]) -> None:
         "outputs": outputs,
         "crs": task.crs,
         "transform": list(task.transform),
+        "size_px": task.size_px,  # with crs and transform: the chip's footprint, which
+        "patch_px": task.patch_px,  # s2ac.data.assemble needs to keep places in one split
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     storage.write_bytes(_marker(task), json.dumps(record, indent=1).encode())

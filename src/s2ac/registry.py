@@ -293,11 +293,17 @@ def register(
 
     name = registry.model_name
     _ensure_registered_model(client, name)
-    version = client.create_model_version(
-        name, source=f"models:/{model.model_id}", run_id=run_id, model_id=model.model_id,
-        tags=_version_tags(manifest, metrics, split),
-        description=_description(comparison, run_id, manifest),
-    )  # fmt: skip
+    # Idempotent per training run: a retried task (KFP retries the gate) must not add versions.
+    existing = client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+    if existing:
+        version = max(existing, key=lambda v: int(v.version))
+        log.info("%s: run %s is already version %s", name, run_id, version.version)
+    else:
+        version = client.create_model_version(
+            name, source=f"models:/{model.model_id}", run_id=run_id, model_id=model.model_id,
+            tags=_version_tags(manifest, metrics, split),
+            description=_description(comparison, run_id, manifest),
+        )  # fmt: skip
     client.set_registered_model_alias(name, registry.challenger_alias, version.version)
     log.info("registered %s version %s (alias %s)", name, version.version,
              registry.challenger_alias)  # fmt: skip
@@ -307,10 +313,10 @@ def register(
         champion_scores = None
         if champion is not None and config.gate.require_beats_champion:
             log.info("scoring champion v%s on the same %s split", champion.version, split)
-            champion_scores = score_version(name, champion.version, root, split, config)
+            champion_scores = score_version(name, str(champion.version), root, split, config)
         decision = decide(
             scores, comparison["identity"], config.gate, champion_scores,
-            champion.version if champion is not None else None,
+            str(champion.version) if champion is not None else None,
         )  # fmt: skip
         _record_decision(client, run_id, name, version.version, decision)
         if decision.passed and promote:
@@ -318,10 +324,10 @@ def register(
         after = alias_version(client, name, registry.champion_alias)
     return Registration(
         name=name,
-        version=version.version,
+        version=str(version.version),
         decision=decision,
         promoted=decision.passed and promote,
-        champion_version=after.version if after is not None else None,
+        champion_version=str(after.version) if after is not None else None,
         model_uri=f"models:/{name}/{version.version}",
     )
 
@@ -355,7 +361,7 @@ def promote(version: str, config: Config) -> bool:
         if tags.get(GATE_TAG) != "passed":
             raise RegistryError(f"{name} v{version}: gate is {tags.get(GATE_TAG)!r}, not promoting")
         current = alias_version(client, name, registry.champion_alias)
-        now = current.version if current is not None else "none"
+        now = str(current.version) if current is not None else "none"
         if tags.get(COMPARED_TAG) != now:
             log.warning("%s v%s was gated against champion %s, now %s: register it again",
                         name, version, tags.get(COMPARED_TAG), now)  # fmt: skip

@@ -104,7 +104,7 @@ def gate(run_id: str, evaluation_dir: str, dataset_dir: str, config: Config) -> 
     registration = register(run_id, evaluation_dir, dataset_dir, config, promote=False)
     return {
         "passed": registration.decision.passed,
-        "version": registration.version,
+        "version": str(registration.version),
         "markdown": registration.decision.markdown(),
     }
 

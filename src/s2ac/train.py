@@ -21,7 +21,13 @@ import numpy as np
 
 from s2ac.config import Config
 from s2ac.console import log
-from s2ac.data.patches import check_tfrecord, iter_records, list_tfrecords, make_dataset
+from s2ac.data.patches import (
+    check_tfrecord,
+    iter_records,
+    list_tfrecords,
+    localize_files,
+    make_dataset,
+)
 from s2ac.errors import InputDataError
 from s2ac.io.storage import exists, read_bytes
 from s2ac.model.devices import configure_precision, strategy
@@ -53,7 +59,7 @@ def check_dataset(dataset_dir: str) -> dict[str, Any]:
     manifest = json.loads(read_bytes(f"{root}/manifest.json"))
     for split in ("train", "val"):
         files = list_tfrecords(f"{root}/{split}")
-        check_tfrecord(files[0], int(manifest["patch_size"]))
+        check_tfrecord(localize_files(files[:1])[0], int(manifest["patch_size"]))
     return manifest
 
 

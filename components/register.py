@@ -1,7 +1,5 @@
 """Registry: register as challenger and decide the gate; promote to champion if it passed."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 
 
@@ -16,10 +14,8 @@ def gate(
     dataset: dsl.Input[dsl.Dataset],
     evaluation: dsl.Input[dsl.Artifact],
     decision: dsl.Output[dsl.Markdown],
-) -> NamedTuple("GateOutputs", passed=bool, version=str):
-    """Register the run's model (alias challenger) and decide the quality gate."""
-    from collections import namedtuple
-
+) -> bool:
+    """Register the run's model (alias challenger) and decide the quality gate: passed?"""
     from s2ac import steps
 
     settings = {"gate.min_mean_ssim": min_mean_ssim, "gate.min_mean_psnr": min_mean_psnr,
@@ -28,11 +24,12 @@ def gate(
     result = steps.gate(run_id, evaluation.path, dataset.path, config)
     with open(decision.path, "w") as file:
         file.write(result["markdown"])
-    return namedtuple("GateOutputs", ["passed", "version"])(result["passed"], result["version"])
+    return result["passed"]
 
 
-def promote(profile: str, overrides: list, tracking_uri: str, version: str) -> bool:
-    """Move champion to ``version`` (refused if the champion changed since the gate)."""
+def promote(profile: str, overrides: list, tracking_uri: str, run_id: str) -> bool:
+    """Move champion to the version of training run ``run_id`` (refused if the champion changed
+    since the gate decided)."""
     from s2ac import steps
 
-    return steps.promote(version, steps.config_for(profile, overrides, tracking_uri))
+    return steps.promote(run_id, steps.config_for(profile, overrides, tracking_uri))

@@ -46,8 +46,8 @@ def train_and_gate(c: Any, config: PipelineConfig) -> Any:
             min_mean_ssim=min_mean_ssim, min_mean_psnr=min_mean_psnr,
             max_rmse_ratio_to_identity=max_rmse_ratio_to_identity,
         ), config))  # fmt: skip
-        with dsl.If(gated.outputs["passed"] == True, name="gate-passed"):  # noqa: E712
-            promote = c.promote(**common, version=gated.outputs["version"])
+        with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
+            promote = c.promote(**common, run_id=run_id)
             uncached(with_retries(promote, config))
 
     return validate_train_gate

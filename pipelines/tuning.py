@@ -6,6 +6,7 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 from pipelines.resources import on_gpu, small, uncached, with_retries
+from pipelines.training import train_and_gate
 from s2ac.config import PipelineConfig
 
 # The Optuna database password (infra/README.md, "Optuna storage"): never in the spec, only a
@@ -21,6 +22,8 @@ def _with_db_password(task: Any) -> Any:
 
 
 def tuning_pipeline(c: Any, config: PipelineConfig) -> Any:
+    downstream = train_and_gate(c, config)
+
     @dsl.pipeline(
         name="s2ac-tuning",
         description="Optuna sweep of lambda and learning rate with parallel workers sharing one "
@@ -55,19 +58,16 @@ def tuning_pipeline(c: Any, config: PipelineConfig) -> Any:
             ))), config)  # fmt: skip
         best = _with_db_password(uncached(c.best_params(**common, storage=storage)))
         best.after(trials)  # fan-in: waits for every worker
-        trained = on_gpu(c.train(
-            **common, dataset=dataset, dataset_digest=digest, epochs=epochs,
-            lambda_l1=best.outputs["lambda_l1"], learning_rate=best.outputs["learning_rate"],
-        ), config)  # fmt: skip
-        evaluated = small(c.evaluate(**common, run_id=trained.outputs["Output"], dataset=dataset,
-                                     model=trained.outputs["model"]))  # fmt: skip
-        gated = uncached(with_retries(c.gate(
-            **common, run_id=trained.outputs["Output"], dataset=dataset,
-            evaluation=evaluated.outputs["evaluation"], min_mean_ssim=min_mean_ssim,
-            min_mean_psnr=min_mean_psnr, max_rmse_ratio_to_identity=max_rmse_ratio_to_identity,
-        ), config))  # fmt: skip
-        with dsl.If(gated.outputs["passed"] == True, name="gate-passed"):  # noqa: E712
-            promote = c.promote(**common, version=gated.outputs["version"])
-            uncached(with_retries(promote, config))
+        downstream(  # validate again is a cache hit: same component, same inputs
+            **common,
+            dataset=dataset,
+            dataset_digest=digest,
+            epochs=epochs,
+            lambda_l1=best.outputs["lambda_l1"],
+            learning_rate=best.outputs["learning_rate"],
+            min_mean_ssim=min_mean_ssim,
+            min_mean_psnr=min_mean_psnr,
+            max_rmse_ratio_to_identity=max_rmse_ratio_to_identity,
+        )
 
     return tuning

@@ -73,7 +73,7 @@ def test_training_spec_resources_retries_caching_and_gate(compiled):
     for name in ("gate", "promote", "record-status"):
         assert not tasks[name]["cachingOptions"].get("enableCache"), name
     conditions = [t.get("triggerPolicy", {}).get("condition", "") for t in tasks.values()]
-    assert any("gate-passed" in c and "== true" in c for c in conditions), conditions
+    assert any("gate-Output" in c and "== true" in c for c in conditions), conditions
     assert any("'earthengine'" in c for c in conditions), conditions
     exit_task = tasks["record-status"]
     assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
@@ -91,7 +91,8 @@ def test_tuning_spec_fans_out_workers_on_one_study(compiled):
     ]
     secrets = json.dumps(_platform(compiled["tuning"]))
     assert "s2ac-optuna" in secrets and "PGPASSWORD" in secrets  # a reference, not a value
-    assert tasks["train"]["inputs"]["parameters"]["lambda_l1"]["taskOutputParameter"] == {
+    downstream = spec["root"]["dag"]["tasks"]["validate-train-gate"]["inputs"]["parameters"]
+    assert downstream["lambda_l1"]["taskOutputParameter"] == {
         "outputParameterKey": "lambda_l1", "producerTask": "best-params",
     }  # fmt: skip
 

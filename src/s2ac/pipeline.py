@@ -37,6 +37,19 @@ def build(name: str, config: PipelineConfig) -> Any:
     return _pipelines().build(name, config)
 
 
+def coerce_arguments(pipeline: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Check names against the pipeline's parameters and make ``20`` a float where one is
+    declared (YAML reads ``-P min_mean_psnr=20`` as an integer, which KFP rejects)."""
+    inputs = pipeline.component_spec.inputs or {}
+    coerced = {}
+    for key, value in arguments.items():
+        if key not in inputs:
+            raise S2ACError(f"unknown pipeline parameter {key!r}: choose from {', '.join(inputs)}")
+        kind = str(inputs[key].type)
+        coerced[key] = float(value) if kind == "Float" and isinstance(value, int) else value
+    return coerced
+
+
 def compile_pipelines(config: PipelineConfig, out_dir: Path = COMPILED_DIR) -> list[Path]:
     """Compile every pipeline to ``out_dir/<name>.yaml`` (written atomically)."""
     from kfp import compiler
@@ -65,7 +78,7 @@ def run_local(config: Config, workdir: Path, arguments: dict[str, Any]) -> Any:
         raise_on_error=True,
     )
     pipeline = build("training", config.pipeline)
-    return pipeline(**arguments)
+    return pipeline(**coerce_arguments(pipeline, arguments))
 
 
 def submit(
@@ -84,7 +97,9 @@ def submit(
         package = Path(tmp) / f"{name}.yaml"
         from kfp import compiler
 
-        compiler.Compiler().compile(build(name, config), str(package))
+        pipeline = build(name, config)
+        arguments = coerce_arguments(pipeline, arguments)
+        compiler.Compiler().compile(pipeline, str(package))
         uploaded = client.upload_pipeline(str(package), pipeline_name=f"s2ac-{name}")
         run = client.create_run_from_pipeline_package(
             str(package), arguments=arguments, experiment_name=experiment,

@@ -349,6 +349,16 @@ def _record_decision(
     client.set_model_version_tag(name, version, GATE_TAG, "passed" if decision.passed else "failed")
 
 
+def version_of_run(run_id: str, config: Config) -> str:
+    """The version registered for training run ``run_id`` (registration is idempotent per run)."""
+    set_experiment(config.registry)
+    name = config.registry.model_name
+    versions = MlflowClient().search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+    if not versions:
+        raise RegistryError(f"{name}: no version registered for run {run_id}")
+    return str(max(int(v.version) for v in versions))
+
+
 def promote(version: str, config: Config) -> bool:
     """Move ``champion`` to ``version`` if its recorded gate passed against the model that is
     still champion now; False (and ``champion`` untouched) if the champion changed meanwhile."""

@@ -109,10 +109,12 @@ def gate(run_id: str, evaluation_dir: str, dataset_dir: str, config: Config) -> 
     }
 
 
-def promote(version: str, config: Config) -> bool:
+def promote(run_id: str, config: Config) -> bool:
+    """Promote the version registered for training run ``run_id`` (the gate task's)."""
     from s2ac.registry import promote as move_champion
+    from s2ac.registry import version_of_run
 
-    return move_champion(version, config)
+    return move_champion(version_of_run(run_id, config), config)
 
 
 def open_study(config: Config) -> str:

@@ -17,9 +17,7 @@ def open_study(
     """Create the study and its MLflow parent run before the workers fan out."""
     from s2ac import steps
 
-    settings = {"tune.storage": storage, "tune.n_trials": n_trials,
-                "tune.lambda_l1_range": lambda_l1_range,
-                "tune.learning_rate_range": learning_rate_range}  # fmt: skip
+    settings = steps.study_settings(storage, n_trials, lambda_l1_range, learning_rate_range)
     return steps.open_study(steps.config_for(profile, overrides, tracking_uri, settings))
 
 
@@ -38,9 +36,7 @@ def tune_worker(
     """Run trials of the shared study until its budget is spent; the trials this worker ran."""
     from s2ac import steps
 
-    settings = {"tune.storage": storage, "tune.n_trials": n_trials,
-                "tune.lambda_l1_range": lambda_l1_range,
-                "tune.learning_rate_range": learning_rate_range}  # fmt: skip
+    settings = steps.study_settings(storage, n_trials, lambda_l1_range, learning_rate_range)
     config = steps.config_for(profile, overrides, tracking_uri, settings)
     return ",".join(str(n) for n in steps.tune_worker(dataset.path, worker, config))
 

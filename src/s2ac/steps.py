@@ -117,6 +117,15 @@ def promote(run_id: str, config: Config) -> bool:
     return move_champion(version_of_run(run_id, config), config)
 
 
+def study_settings(
+    storage: str, n_trials: int, lambda_l1_range: list[float], learning_rate_range: list[float]
+) -> dict[str, Any]:
+    """The tuning pipeline's parameters as config settings (for :func:`config_for`)."""
+    return {"tune.storage": storage, "tune.n_trials": n_trials,
+            "tune.lambda_l1_range": lambda_l1_range,
+            "tune.learning_rate_range": learning_rate_range}  # fmt: skip
+
+
 def open_study(config: Config) -> str:
     """Create the Optuna study (and its MLflow parent run) before the workers fan out."""
     from s2ac.tune import ensure_parent_run

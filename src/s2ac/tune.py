@@ -73,12 +73,24 @@ def _storage(url: str) -> RDBStorage:
         engine = {"connect_args": {"timeout": 60}}  # wait for the other workers' writes
     else:
         engine = {"pool_pre_ping": True}
-    with warnings.catch_warnings():  # heartbeats are marked experimental since Optuna 2.8
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )  # fmt: skip
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    attempt = 0
+    while True:
+        try:
+            with warnings.catch_warnings():  # heartbeats are experimental since Optuna 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )  # fmt: skip
+        except (IntegrityError, OperationalError):
+            # Two workers creating a new database's tables at once: one wins, the other
+            # finds them on the next attempt.
+            attempt += 1
+            if attempt == 5:
+                raise
+            time.sleep(float(attempt))
 
 
 def _pruner(config: TuneConfig) -> optuna.pruners.BasePruner:

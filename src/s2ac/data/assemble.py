@@ -51,7 +51,7 @@ from s2ac.console import log, track
 from s2ac.data.earthengine import CLOUD_SCORE_PLUS
 from s2ac.data.ee_export import MARKER_FOLDER, PIXEL_SIZE_M
 from s2ac.data.patches import iter_records, list_tfrecords, localize_files, serialize_pair
-from s2ac.data.synthetic import SHARD_SIZE, SPLITS
+from s2ac.data.synthetic import SHARD_SIZE, SPLITS, file_sha256
 from s2ac.errors import InputDataError
 from s2ac.io import storage
 
@@ -244,14 +244,6 @@ def _window(patch: _Patch, chip: _Chip | None, count: int, size: int) -> dict[st
     return {"source": chip.crs, "row": round(top) + r * size, "col": round(left) + c * size}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_shards(
     staging: Path, files: Sequence[str], local: Sequence[str], kept: list[_Patch], size: int
 ) -> None:
@@ -407,7 +399,7 @@ def _manifest(
         by_stratum[name] = by_stratum.get(name, 0) + 1
     kept_scenes = {p.scene for p in kept}
     hashes = {
-        str(p.relative_to(staging)): _sha256(p) for p in sorted(staging.rglob("*.tfrecord.gz"))
+        str(p.relative_to(staging)): file_sha256(p) for p in sorted(staging.rglob("*.tfrecord.gz"))
     }
     export = {"name": "earthengine-export", "uri": prefix, "files": len(files)}
     export |= {"scenes": len(per_scene), "records": len(scanned)}

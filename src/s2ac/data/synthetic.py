@@ -131,7 +131,8 @@ def scene_surface(lut: Lut) -> tuple[np.ndarray, dict[str, Any]]:
     return surface, info
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (manifests record one per shard)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -170,7 +171,7 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
                 records.append((row, col, atmosphere, noise, patch_id))
             _write_split(staging, strip.split, records, surface, lut, size)
         files = sorted(p for p in staging.rglob("*.tfrecord.gz"))
-        hashes = {str(p.relative_to(staging)): _sha256(p) for p in files}
+        hashes = {str(p.relative_to(staging)): file_sha256(p) for p in files}
         manifest = {
             "name": "s2ac-embedded",
             "s2ac_version": __version__,

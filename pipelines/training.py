@@ -41,11 +41,11 @@ def train_and_gate(c: Any, config: PipelineConfig) -> Any:
         run_id = trained.outputs["Output"]
         evaluated = small(c.evaluate(**common, run_id=run_id, dataset=dataset,
                                      model=trained.outputs["model"]))  # fmt: skip
-        gated = uncached(with_retries(c.gate(
+        gated = small(uncached(with_retries(c.gate(
             **common, run_id=run_id, dataset=dataset, evaluation=evaluated.outputs["evaluation"],
             min_mean_ssim=min_mean_ssim, min_mean_psnr=min_mean_psnr,
             max_rmse_ratio_to_identity=max_rmse_ratio_to_identity,
-        ), config))  # fmt: skip
+        ), config)))  # fmt: skip
         with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
             promote = c.promote(**common, run_id=run_id)
             uncached(with_retries(promote, config))
@@ -91,11 +91,11 @@ def training_pipeline(c: Any, config: PipelineConfig) -> Any:
                                           pipeline="s2ac-training"))  # fmt: skip
         with dsl.ExitHandler(status, name="record-status"):
             with dsl.If(source == "earthengine", name="from-earth-engine"):
-                exported = with_retries(c.export(
+                exported = small(with_retries(c.export(
                     **data_args, region=region, start=start, end=end,
                     max_cloud_percent=max_cloud_percent, bucket=bucket, prefix=prefix,
                     n_images=n_images,
-                ), config)  # fmt: skip
+                ), config))  # fmt: skip
                 downstream(**rest, dataset=exported.outputs["dataset"],
                            dataset_digest=exported.outputs["Output"])  # fmt: skip
             with dsl.Else(name="embedded-data"):

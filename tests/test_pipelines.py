@@ -166,3 +166,26 @@ def test_run_local_trains_gates_and_promotes(tmp_path):
     [run] = client.search_runs([status.experiment_id])
     assert run.data.tags["state"] == "SUCCEEDED"
     assert list((tmp_path / "wd" / "pipeline-root").rglob("report.md"))
+
+
+def test_run_local_failure_is_recorded_by_the_exit_handler(tmp_path):
+    """Earth Engine unreachable (no credentials): the export fails, the exit handler still runs
+    and records the failure in MLflow, and the command ends with one error line."""
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "s2ac", "pipeline", "run-local", "--workdir", str(tmp_path / "wd"),
+         "-o", "pipeline.io_retries=0", "-o", f"registry.tracking_uri={tracking}",
+         "-P", "source=earthengine", "-P", "bucket=nowhere"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env=env | {"EE_API_URL": "http://127.0.0.1:9", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    output = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
+    assert "error: Pipeline 's2ac-training' finished with status FAILURE" in output
+    assert "s2ac/cli.py" not in output  # the tasks log tracebacks, the command does not
+    client = MlflowClient(tracking)
+    [run] = client.search_runs([client.get_experiment_by_name("s2ac-pipelines").experiment_id])
+    assert run.data.tags["state"] == "FAILED"
+    assert client.download_artifacts(run.info.run_id, "error.txt", str(tmp_path))
+    assert client.get_experiment_by_name("s2ac") is None  # nothing trained or registered

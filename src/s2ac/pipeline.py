@@ -8,6 +8,7 @@ the component code, and the containers only need the ``s2ac`` library from the p
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -78,7 +79,11 @@ def run_local(config: Config, workdir: Path, arguments: dict[str, Any]) -> Any:
         raise_on_error=True,
     )
     pipeline = build("training", config.pipeline)
-    return pipeline(**coerce_arguments(pipeline, arguments))
+    try:
+        return pipeline(**coerce_arguments(pipeline, arguments))
+    except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # drop kfp's terminal colours
+        raise S2ACError(f"{message} (task logs above; outputs in {workdir})") from None
 
 
 def submit(

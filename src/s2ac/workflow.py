@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from s2ac.config import Config
 from s2ac.console import log
-from s2ac.errors import InputDataError
 
 if TYPE_CHECKING:
     from s2ac.registry import Registration
@@ -33,8 +32,8 @@ def run_local(
     """Run every stage into ``out`` and return what each produced."""
     import mlflow
 
+    from s2ac import steps
     from s2ac.data.synthetic import synthesize
-    from s2ac.data.validation import format_report, validate_dataset
     from s2ac.evaluate import evaluate, log_evaluation
     from s2ac.registry import register
     from s2ac.tracking import start_run
@@ -45,11 +44,7 @@ def run_local(
     log.info("[1/5] synthesizing the embedded dataset into %s", dataset)
     synthesize(dataset, config.data)
     log.info("[2/5] validating it with Great Expectations")
-    report = validate_dataset(
-        dataset, out / "validation", min_finite_share=1.0 - config.data.max_nonfinite_fraction
-    )
-    if not report.passed:
-        raise InputDataError(str(dataset), "failed validation:\n" + format_report(report))
+    steps.validate(str(dataset), str(out / "validation"), config)  # raises when it fails
     tuned = None
     if tune_first:
         from s2ac.tune import tune

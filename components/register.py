@@ -8,9 +8,6 @@ def gate(
     overrides: list,
     tracking_uri: str,
     run_id: str,
-    min_mean_ssim: float,
-    min_mean_psnr: float,
-    max_rmse_ratio_to_identity: float,
     dataset: dsl.Input[dsl.Dataset],
     evaluation: dsl.Input[dsl.Artifact],
     decision: dsl.Output[dsl.Markdown],
@@ -18,9 +15,7 @@ def gate(
     """Register the run's model (alias challenger) and decide the quality gate: passed?"""
     from s2ac import steps
 
-    settings = {"gate.min_mean_ssim": min_mean_ssim, "gate.min_mean_psnr": min_mean_psnr,
-                "gate.max_rmse_ratio_to_identity": max_rmse_ratio_to_identity}  # fmt: skip
-    config = steps.config_for(profile, overrides, tracking_uri, settings)
+    config = steps.config_for(profile, overrides, tracking_uri)
     result = steps.gate(run_id, evaluation.path, dataset.path, config)
     with open(decision.path, "w") as file:
         file.write(result["markdown"])

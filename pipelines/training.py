@@ -26,9 +26,6 @@ def train_and_gate(c: Any, config: PipelineConfig) -> Any:
         lambda_l1: float,
         learning_rate: float,
         epochs: int,
-        min_mean_ssim: float,
-        min_mean_psnr: float,
-        max_rmse_ratio_to_identity: float,
     ) -> None:
         common = {"profile": profile, "overrides": overrides}
         validate = c.validate(**common, dataset=dataset, dataset_digest=dataset_digest)
@@ -43,8 +40,6 @@ def train_and_gate(c: Any, config: PipelineConfig) -> Any:
                                      model=trained.outputs["model"]))  # fmt: skip
         gated = small(uncached(with_retries(c.gate(
             **common, run_id=run_id, dataset=dataset, evaluation=evaluated.outputs["evaluation"],
-            min_mean_ssim=min_mean_ssim, min_mean_psnr=min_mean_psnr,
-            max_rmse_ratio_to_identity=max_rmse_ratio_to_identity,
         ), config)))  # fmt: skip
         with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
             promote = c.promote(**common, run_id=run_id)
@@ -76,16 +71,11 @@ def training_pipeline(c: Any, config: PipelineConfig) -> Any:
         lambda_l1: float = 100.0,
         learning_rate: float = 0.0002,
         epochs: int = 100,
-        min_mean_ssim: float = 0.90,
-        min_mean_psnr: float = 30.0,
-        max_rmse_ratio_to_identity: float = 0.7,
     ) -> None:
         data_args = {"profile": profile, "overrides": overrides}
         rest = {
             **data_args, "tracking_uri": tracking_uri, "lambda_l1": lambda_l1,
-            "learning_rate": learning_rate, "epochs": epochs, "min_mean_ssim": min_mean_ssim,
-            "min_mean_psnr": min_mean_psnr,
-            "max_rmse_ratio_to_identity": max_rmse_ratio_to_identity,
+            "learning_rate": learning_rate, "epochs": epochs,
         }  # fmt: skip
         status = uncached(c.record_status(**data_args, tracking_uri=tracking_uri,
                                           pipeline="s2ac-training"))  # fmt: skip

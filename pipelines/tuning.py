@@ -39,9 +39,6 @@ def tuning_pipeline(c: Any, config: PipelineConfig) -> Any:
         lambda_l1_range: list = [1.0, 1000.0],  # noqa: B006
         learning_rate_range: list = [1e-5, 1e-3],  # noqa: B006
         epochs: int = 100,
-        min_mean_ssim: float = 0.90,
-        min_mean_psnr: float = 30.0,
-        max_rmse_ratio_to_identity: float = 0.7,
     ) -> None:
         common = {"profile": profile, "overrides": overrides, "tracking_uri": tracking_uri}
         study = {"storage": storage, "n_trials": n_trials, "lambda_l1_range": lambda_l1_range,
@@ -65,9 +62,6 @@ def tuning_pipeline(c: Any, config: PipelineConfig) -> Any:
             epochs=epochs,
             lambda_l1=best.outputs["lambda_l1"],
             learning_rate=best.outputs["learning_rate"],
-            min_mean_ssim=min_mean_ssim,
-            min_mean_psnr=min_mean_psnr,
-            max_rmse_ratio_to_identity=max_rmse_ratio_to_identity,
         )
 
     return tuning

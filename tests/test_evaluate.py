@@ -1,12 +1,23 @@
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from s2ac.baselines import LinearMap
 from s2ac.config import DataConfig, EvaluateConfig
 from s2ac.data.synthetic import synthesize
-from s2ac.evaluate import baseline_methods, evaluate, score_methods, side_by_side
+from s2ac.evaluate import (
+    baseline_methods,
+    evaluate,
+    read_evaluation,
+    score_methods,
+    side_by_side,
+)
+from s2ac.metrics import summarize
 from s2ac.physics.baselines import dark_object_subtraction
+from s2ac.report import PAPER_CAVEAT
 
 
 @pytest.fixture(scope="module")
@@ -14,6 +25,11 @@ def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("eval") / "data"
     synthesize(out, DataConfig(n_patches=16, patch_size=64, split_buffer_px=32, seed=5))
     return out
+
+
+@pytest.fixture(scope="module")
+def evaluation(dataset: Path, tmp_path_factory):
+    return evaluate(dataset, None, EvaluateConfig(), tmp_path_factory.mktemp("ev") / "report")
 
 
 def test_dos_removes_the_haze_of_the_darkest_pixels():
@@ -24,26 +40,114 @@ def test_dos_removes_the_haze_of_the_darkest_pixels():
     np.testing.assert_allclose(corrected[5, 5], 0.2 - (image[0, 0] - 0.01), atol=2e-3)
 
 
-def test_physics_baselines_beat_identity_in_blue(dataset: Path):
-    scores = score_methods(dataset, baseline_methods(["identity", "dos", "6s"]), "test")
-    means = side_by_side(scores)
-    assert list(means.columns) == ["identity", "dos", "6s"]
+def test_linear_map_recovers_a_known_affine_map():
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0, 0.3, (4, 4)) + np.eye(4)
+    intercept = np.array([-0.05, -0.03, -0.02, 0.01])
+    batches = [rng.uniform(0, 0.4, (2, 16, 16, 4)) for _ in range(3)]
+    fitted = LinearMap.fit((toa, toa @ weights + intercept) for toa in batches)
+    np.testing.assert_allclose(fitted.weights, weights, atol=1e-8)
+    np.testing.assert_allclose(fitted.intercept, intercept, atol=1e-8)
+    again = LinearMap.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    np.testing.assert_allclose(again(batches[0]), fitted(batches[0]), atol=1e-6)
+    assert len(fitted.to_dict()["coefficients"]["B2"]) == 5  # 5 x 4 bands = 20 numbers
+
+
+def test_summary_pools_pixels_and_relates_rmse_to_mean_truth():
+    rows = pd.DataFrame(
+        [{"n_B2": 100.0, "rmse_B2": 0.01, "mae_B2": 0.01, "truth_mean_B2": 0.05},
+         {"n_B2": 300.0, "rmse_B2": 0.03, "mae_B2": 0.02, "truth_mean_B2": 0.15}]
+    )  # fmt: skip
+    for band in ("B3", "B4", "B8"):
+        rows[[f"n_{band}", f"rmse_{band}", f"mae_{band}", f"truth_mean_{band}"]] = 1.0
+    for key in ("ssim", "psnr", "rmse", "mae", "bias"):
+        rows[key] = 0.0
+        for band in ("B2", "B3", "B4", "B8"):
+            rows[f"{key}_{band}"] = rows.get(f"{key}_{band}", 0.0)
+    summary = summarize(rows)
+    assert summary["rmse_B2"] == pytest.approx(0.02)  # mean of images
+    pooled = np.sqrt((100 * 0.01**2 + 300 * 0.03**2) / 400)
+    assert summary["rmse_pooled_B2"] == pytest.approx(pooled)
+    assert summary["mae_pooled_B2"] == pytest.approx((100 * 0.01 + 300 * 0.02) / 400)
+    assert summary["rel_rmse_B2"] == pytest.approx(pooled / 0.125)
+
+
+def test_baselines_are_ordered_on_test_and_ood(evaluation):
+    test, ood = evaluation.comparison["test"], evaluation.comparison["ood"]
+    assert list(test.columns) == ["identity", "dos", "6s", "linear", "oracle"]
     # Path radiance makes TOA too bright in blue: identity has a positive bias there.
-    assert means.loc["bias_B2", "identity"] > 0.01
-    assert means.loc["rmse_B2", "6s"] < means.loc["rmse_B2", "identity"]
-    assert means.loc["rmse_B2", "dos"] < means.loc["rmse_B2", "identity"]
-    assert len(scores["identity"]) == 3  # round(16 * 0.2) test patches
+    assert test.loc["bias_B2", "identity"] > 0.01
+    for band in ("B2", "B3", "B4", "B8"):
+        key = f"rmse_{band}"
+        # The oracle (true atmosphere) is the floor: noise and quantisation only (amplified by
+        # 1 / transmittance under the heavy ood aerosol).
+        assert test.loc[key, "oracle"] < 0.003 and ood.loc[key, "oracle"] < 0.006
+        assert (
+            test.loc[key, "oracle"] < 0.5 * test[["identity", "dos", "6s", "linear"]].loc[key].min()
+        )
+        # The linear map, fitted on train, is within the training distribution better than 6S
+        # at its fixed climatology...
+        assert test.loc[key, "linear"] < test.loc[key, "6s"]
+    # ...and off it, the ood atmospheres hurt every non-oracle baseline.
+    assert ood.loc["rmse", "linear"] > 2 * test.loc["rmse", "linear"]
+    assert ood.loc["rmse", "6s"] > 2 * test.loc["rmse", "6s"]
+
+
+def test_evaluation_record_carries_both_splits_and_the_coefficients(evaluation, dataset):
+    out = evaluation.out_dir
+    record, comparison = read_evaluation(out)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert record["dataset_digest"] == manifest["digest"]
+    assert record["splits"] == ["test", "ood"] and record["missing_splits"] == {}
+    assert record["n_images"] == {"test": 3, "ood": 3}
+    assert record["baselines"]["oracle"].startswith("available")
+    coefficients = json.loads((out / "linear_coefficients.json").read_text())["coefficients"]
+    assert sum(len(c) for c in coefficients.values()) == 20
+    pd.testing.assert_frame_equal(comparison["ood"], evaluation.comparison["ood"], atol=1e-12)
+    for name in ("rmse_by_band.png", "samples_ood.png", "histograms_test.png",
+                 "per_image_ood_linear.csv"):  # fmt: skip
+        assert (out / name).stat().st_size > 0
+    text = (out / "report.md").read_text()
+    for heading in ("## test (3 images)", "## ood (3 images)", "### oracle on ood", "rel_rmse_B8"):
+        assert heading in text
+    table_3 = text.split("## Paper, Table 3")[1].split("## Figures")[0]
+    assert PAPER_CAVEAT in table_3
+
+
+def test_missing_ood_split_and_oracle_are_said(dataset: Path, tmp_path: Path):
+    """A dataset without ood split nor per-sample atmospheres (as from Earth Engine)."""
+    import shutil
+
+    copy = tmp_path / "ee-like"
+    shutil.copytree(dataset, copy)
+    shutil.rmtree(copy / "ood")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["split"]["counts"].pop("ood")
+    for sample in manifest["samples"]:
+        sample.pop("atmosphere")
+    manifest["name"] = "s2ac-earthengine"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = evaluate(copy, None, EvaluateConfig(), tmp_path / "ev")
+    assert result.splits == ["test"]
+    assert "no ood split" in result.record["missing_splits"]["ood"]
+    assert result.record["baselines"]["oracle"].startswith("absent")
+    assert "oracle" not in result.comparison["test"].columns
+    assert "Split **ood**: absent" in result.report.read_text()
+
+
+def test_score_methods_passes_patch_ids(dataset: Path):
+    seen = []
+
+    def method(toa, ids):
+        seen.extend(ids)
+        return toa
+
+    scores = score_methods(dataset, {"m": method}, "ood")
+    assert seen == list(scores["m"].index) and seen[0] == "ood-00000"
+    means = side_by_side(scores)
+    assert means.loc["rel_rmse_B2", "m"] > 0
 
 
 def test_unknown_baseline_is_named():
     with pytest.raises(ValueError, match="unknown baselines \\['fancy'\\]"):
         baseline_methods(["identity", "fancy"])
-
-
-def test_report_has_tables_and_figures(dataset: Path, tmp_path: Path):
-    result = evaluate(dataset, None, EvaluateConfig(), tmp_path / "report", "test")
-    text = result["report"].read_text()
-    for heading in ("## identity", "## dos", "## 6s", "Table 3", "![scatter](scatter.png)"):
-        assert heading in text
-    for name in ("histograms.png", "samples.png", "scatter.png", "comparison.csv"):
-        assert (tmp_path / "report" / name).stat().st_size > 0

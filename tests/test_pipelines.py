@@ -151,7 +151,9 @@ def test_run_local_trains_gates_and_promotes(tmp_path):
         sys.executable, "-m", "s2ac", "pipeline", "run-local", "--workdir", str(tmp_path / "wd"),
         "--profile", "small", "-o", "data.n_patches=16", "-o", "train.epochs=1",
         "-o", "pipeline.io_retries=0", "-o", f"registry.tracking_uri={tracking}",
-        "-P", "min_mean_ssim=0.5", "-P", "min_mean_psnr=20", "-P", "max_rmse_ratio_to_identity=1.5",
+        "-o", "gate.criteria.ssim_floor.bound=0.5", "-o", "gate.criteria.psnr_floor.bound=20",
+        "-o", "gate.criteria.rmse_vs_baselines_test=null",
+        "-o", "gate.criteria.rmse_vs_baselines_ood=null",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=tmp_path)
     output = result.stdout + result.stderr

@@ -17,6 +17,7 @@ from s2ac.console import console, log, setup_logging
 from s2ac.errors import S2ACError
 
 if TYPE_CHECKING:
+    from s2ac.evaluate import Evaluation
     from s2ac.registry import Registration
 
 app = typer.Typer(
@@ -319,7 +320,10 @@ def evaluate_command(
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("out/evaluation"),
-    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
+    split: Annotated[
+        list[str] | None,
+        typer.Option("--split", help="Split to score (repeatable); default test and ood."),
+    ] = None,
     run_id: Annotated[
         str | None,
         typer.Option("--run-id", help="Log into this MLflow run (e.g. the training run)."),
@@ -328,16 +332,48 @@ def evaluate_command(
     config: ConfigFileOpt = None,
     override: OverrideOpt = None,
 ) -> None:
-    """Score the model and the baselines (identity, DOS, 6S climatology); write and log a report."""
-    from s2ac.evaluate import evaluate, log_evaluation
+    """Score the model beside identity, dos, 6s, linear and oracle on test and ood; report it."""
+    from s2ac.evaluate import EVALUATED_SPLITS, evaluate, log_evaluation
     from s2ac.tracking import start_run
 
     cfg = build_config(profile, config, override)
-    result = evaluate(dataset, model, cfg.evaluate, out, split)
-    console.print(result["comparison"].round(4).to_string(), highlight=False)
+    result = evaluate(dataset, model, cfg.evaluate, out, split or EVALUATED_SPLITS)
+    print_comparison(result)
     with start_run(cfg.registry, run_id=run_id, run_name=None if run_id else "evaluate"):
-        log_evaluation(result, out, split)
-    typer.echo(f"report: {result['report']}")
+        log_evaluation(result)
+    typer.echo(f"report: {result.report}")
+
+
+def print_comparison(result: Evaluation) -> None:
+    """The headline rows of each split's comparison, and splits that could not be scored."""
+    from s2ac.report import HEADLINE_ROWS
+
+    for split, table in result.comparison.items():
+        rows = [r for r in HEADLINE_ROWS if r in table.index]
+        console.print(f"[bold]{split}[/] ({result.record['n_images'][split]} images)")
+        console.print(table.loc[rows].round(4).to_string(), highlight=False)
+    for split, why in result.record["missing_splits"].items():
+        console.print(f"[bold]{split}[/]: {why}", highlight=False)
+
+
+@app.command("results")
+def results_command(
+    evaluation: Annotated[
+        Path, typer.Argument(help="Evaluation folder (written by `s2ac evaluate` or `s2ac run`).")
+    ] = Path("out/demo/evaluation"),
+    readme: Annotated[
+        Path | None,
+        typer.Option("--readme", help="Replace the results section of this README with it."),
+    ] = None,
+) -> None:
+    """The results table (test and ood, model and all five baselines, per band) as Markdown."""
+    from s2ac.results import results_markdown, update_readme
+
+    text = results_markdown(evaluation)
+    console.print(text, highlight=False, markup=False)
+    if readme is not None:
+        update_readme(readme, text)
+        typer.echo(f"updated {readme}")
 
 
 @app.command("tune")
@@ -407,7 +443,7 @@ def run_command(
 
     cfg = build_config(profile, config, override)
     result = run_local(cfg, out, tune_first=with_tune, workers=workers)
-    console.print(result.evaluation["comparison"].round(4).to_string(), highlight=False)
+    print_comparison(result.evaluation)
     print_gate(result.registration)
     uri, name = tracking_uri(cfg.registry), result.registration.name
     ui = (
@@ -427,20 +463,24 @@ def run_command(
 
 
 def print_gate(registration: Registration) -> None:
-    """The gate decision as a table: each criterion, its value and threshold, and the outcome."""
+    """The gate decision as a table: each criterion, its value and rule, and the outcome."""
     decision = registration.decision
     table = Table(title=f"quality gate: {registration.name} v{registration.version}")
-    for column in ("criterion", "value", "rule", "passed"):
-        table.add_column(column, justify="left" if column == "criterion" else "right")
+    for column in ("criterion", "split", "value", "rule", "passed"):
+        table.add_column(column, justify="left" if column in ("criterion", "rule") else "right")
+    verdicts = {"pass": "[green]yes[/]", "fail": "[bold red]NO[/]", "n/a": "n/a"}
     for c in decision.criteria:
-        table.add_row(c.name, f"{c.value:.4f}", f"{c.op} {c.threshold:.4f}",
-                      "[green]yes[/]" if c.passed else "[bold red]NO[/]")  # fmt: skip
+        value = "-" if c.value is None else f"{c.value:.4f}"
+        rule = f"{c.rule} ({c.note})" if c.note else c.rule
+        table.add_row(c.name, c.split, value, rule, verdicts[c.status])
     console.print(table)
     champion = registration.champion_version
-    verdict = "[green]PASSED: promoted to champion[/]" if decision.passed else (
-        "[bold red]FAILED: champion not moved[/]"
+    verdict = "[green]PASSED: promoted to champion[/]" if registration.promoted else (
+        "[green]PASSED[/] (champion left to the promote step)" if decision.passed
+        else "[bold red]FAILED: champion not moved[/]"
     )  # fmt: skip
     console.print(f"gate {verdict}; champion is {f'v{champion}' if champion else 'unset'}")
+    console.print(decision.summary().replace("**", ""), highlight=False)
 
 
 @app.command("register")
@@ -449,9 +489,8 @@ def register_command(
     run_id: Annotated[str, typer.Option("--run-id", help="The training run (logged the model).")],
     evaluation: Annotated[
         str,
-        typer.Option("--evaluation", help="Folder written by `s2ac evaluate` (comparison.csv)."),
+        typer.Option("--evaluation", help="Folder written by `s2ac evaluate`."),
     ] = "out/evaluation",
-    split: Annotated[str, typer.Option("--split", help="Split the evaluation used.")] = "test",
     profile: ProfileOpt = "default",
     config: ConfigFileOpt = None,
     override: OverrideOpt = None,
@@ -459,7 +498,7 @@ def register_command(
     """Register the run's model (alias challenger) and promote it to champion if the gate passes."""
     from s2ac.registry import register
 
-    result = register(run_id, evaluation, dataset, build_config(profile, config, override), split)
+    result = register(run_id, evaluation, dataset, build_config(profile, config, override))
     print_gate(result)
 
 
@@ -536,8 +575,8 @@ def pipeline_run_local(
     uri = tracking_uri(cfg.registry)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_absolute():
         uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())  # tasks' cwd
-    arguments = {"profile": profile, "tracking_uri": uri} | _parameters(param)
-    run_local(cfg, workdir, arguments)
+    arguments = {"profile": profile, "overrides": list(override or []), "tracking_uri": uri}
+    run_local(cfg, workdir, arguments | _parameters(param))
     artifacts = sqlite_artifact_root(uri)
     where = f"{uri} (artifacts {artifacts})" if artifacts else uri
     console.print(f"pipeline finished; outputs in {workdir}/pipeline-root; MLflow: {where}")

@@ -1,33 +1,81 @@
-"""Evaluation of a correction method and the physics baselines on one dataset split.
+"""Evaluation of a model beside the five baselines on the ``test`` and ``ood`` splits.
 
-Every method is a function from a batch of TOA patches (N, H, W, 4) to SR; each is scored per
-image with :func:`s2ac.metrics.image_metrics` and summarised like the paper's Tables 2 and 3.
+Every method is a batch function ``(toa, patch_ids) -> sr`` (:mod:`s2ac.baselines`); each is
+scored per image with :func:`s2ac.metrics.image_metrics`, summarised per split with
+:func:`s2ac.metrics.summarize` and reported like the paper's Tables 2 and 3. ``test`` shares the
+training data's scene and atmosphere distribution; ``ood`` shares neither, so a model that only
+learned the training scene shows it there. Both are scored separately and every output carries
+both (a split the dataset lacks is named, with the reason, in ``evaluation.json``).
+
+The evaluation folder is written to a staging name and renamed, with ``evaluation.json`` (dataset
+digest, model, splits, the linear baseline's coefficients) as the record the registry checks.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from s2ac.bands import BAND_NAMES
+from s2ac.baselines import (
+    ALL_BASELINES,
+    NON_ORACLE,
+    LinearMap,
+    Method,
+    Oracle,
+    oracle_atmospheres,
+    physics_method,
+)
 from s2ac.config import EvaluateConfig
-from s2ac.console import track
+from s2ac.console import log, track
 from s2ac.data.patches import iter_records, list_tfrecords
+from s2ac.errors import InputDataError
 from s2ac.io.storage import read_bytes
-from s2ac.metrics import aggregate, image_metrics
-from s2ac.physics.baselines import BASELINES
+from s2ac.metrics import aggregate, image_metrics, summarize
 
-Method = Callable[[np.ndarray], np.ndarray]
+MODEL_COLUMN = "pix2pix"
+EVALUATED_SPLITS = ("test", "ood")
+RECORD = "evaluation.json"
+#: Metrics logged to MLflow per split and method (the rest stay in the CSV files).
+LOGGED_KEYS = ["ssim", "psnr", "rmse", "mae", "rmse_pooled", "mae_pooled"] + [
+    f"{metric}_{band}" for metric in ("rmse", "rel_rmse") for band in ("B2", "B3", "B4", "B8")
+]
+CONVENTIONS = (
+    "SSIM: Gaussian 11x11 window (sigma 1.5), data_range 1.0 on reflectance, mean of the 4 bands. "
+    "PSNR: over all bands, data_range 1.0, capped at 100 dB. Errors are prediction - truth. "
+    "RMSE, MAE, bias and the per-band values are means of per-image values; *_pooled are over "
+    "all pixels of the split; rel_rmse_<band> = pooled RMSE / mean true SR of the band (SR uses "
+    "a small part of data_range 1.0)."
+)
 
 
-def _batches(dataset_dir: str | Path, split: str, batch_size: int) -> Iterator[tuple]:
+def read_manifest(dataset_dir: str | Path) -> dict[str, Any]:
+    """The dataset's ``manifest.json``; a clear error when missing or unreadable."""
+    uri = f"{str(dataset_dir).rstrip('/')}/manifest.json"
+    try:
+        manifest = json.loads(read_bytes(uri))
+    except FileNotFoundError:
+        raise InputDataError(uri, "manifest.json not found", "is this a dataset folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputDataError(uri, f"not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or "patch_size" not in manifest:
+        raise InputDataError(uri, "no patch_size: not an s2ac dataset manifest")
+    return manifest
+
+
+def _batches(
+    dataset_dir: str | Path, split: str, batch_size: int, size: int | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
     root = str(dataset_dir).rstrip("/")
-    size = int(json.loads(read_bytes(f"{root}/manifest.json"))["patch_size"])
+    size = size or int(read_manifest(root)["patch_size"])
     toa, sr, ids = [], [], []
     for path in list_tfrecords(f"{root}/{split}"):
         for record in iter_records(path, size):
@@ -41,15 +89,51 @@ def _batches(dataset_dir: str | Path, split: str, batch_size: int) -> Iterator[t
         yield np.stack(toa), np.stack(sr), ids
 
 
-def baseline_methods(names: list[str] | tuple[str, ...]) -> dict[str, Method]:
-    """Batch versions of the named baselines (identity, dos, 6s)."""
-    unknown = sorted(set(names) - set(BASELINES))
+def split_status(dataset_dir: str | Path, manifest: dict[str, Any], split: str) -> str | None:
+    """None if ``split`` holds patches, else why it is absent (for reports)."""
+    counts = (manifest.get("split") or {}).get("counts") or {}
+    if int(counts.get(split, 0) or 0) > 0:
+        return None
+    if split == "ood":
+        return (
+            f"absent: dataset {manifest.get('name', '?')!r} has no ood split (the embedded "
+            "dataset has one; Earth Engine data does not yet)"
+        )
+    return f"absent: dataset {manifest.get('name', '?')!r} has no {split} patches"
+
+
+def fit_linear(dataset_dir: str | Path, manifest: dict[str, Any] | None = None) -> LinearMap:
+    """The ``linear`` baseline fitted on the train split (never on test or ood)."""
+    size = int((manifest or read_manifest(dataset_dir))["patch_size"])
+    pairs = ((toa, sr) for toa, sr, _ in _batches(dataset_dir, "train", 16, size))
+    return LinearMap.fit(track(pairs, "fitting the linear baseline on train"))
+
+
+def baseline_methods(
+    names: Sequence[str], dataset_dir: str | Path | None = None, manifest: dict | None = None
+) -> tuple[dict[str, Method], dict[str, Any]]:
+    """Batch methods of the named baselines and notes on them (linear coefficients, oracle
+    availability). ``linear`` and ``oracle`` need the dataset."""
+    unknown = sorted(set(names) - set(ALL_BASELINES))
     if unknown:
-        raise ValueError(f"unknown baselines {unknown}: choose from {sorted(BASELINES)}")
-    return {
-        name: (lambda batch, fn=BASELINES[name]: np.stack([fn(image) for image in batch]))
-        for name in names
-    }
+        raise ValueError(f"unknown baselines {unknown}: choose from {list(ALL_BASELINES)}")
+    methods: dict[str, Method] = {}
+    notes: dict[str, Any] = {}
+    for name in names:
+        if name in ("linear", "oracle") and dataset_dir is None:
+            raise ValueError(f"baseline {name!r} needs the dataset")
+        if name == "linear":
+            linear = fit_linear(dataset_dir, manifest)
+            methods[name], notes["linear"] = linear, linear.to_dict()
+        elif name == "oracle":
+            atmospheres, notes["oracle"] = oracle_atmospheres(
+                manifest or read_manifest(dataset_dir)
+            )
+            if atmospheres:
+                methods[name] = Oracle(atmospheres)
+        else:
+            methods[name] = physics_method(name)
+    return methods, notes
 
 
 def score_methods(
@@ -65,7 +149,7 @@ def score_methods(
     for toa, sr, batch_ids in track(_batches(dataset_dir, split, batch_size), f"scoring {split}"):
         ids.extend(batch_ids)
         for name, method in methods.items():
-            predicted = method(toa)
+            predicted = np.asarray(method(toa, batch_ids))
             rows[name].extend(
                 image_metrics(p, t, config) for p, t in zip(predicted, sr, strict=True)
             )
@@ -74,19 +158,18 @@ def score_methods(
     return {name: pd.DataFrame(rows[name], index=pd.Index(ids, name="patch_id")) for name in rows}
 
 
+def side_by_side(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One split's summary (:func:`s2ac.metrics.summarize`), one column per method."""
+    return pd.DataFrame({name: summarize(frame) for name, frame in scores.items()})
+
+
 def identity_baseline(
     dataset_dir: str | Path, split: str = "test", config: EvaluateConfig | None = None
 ) -> pd.DataFrame:
     """Paper-style table of TOA taken as SR over a split: the floor every correction must beat."""
-    scores = score_methods(dataset_dir, baseline_methods(["identity"]), split, config)
+    methods, _ = baseline_methods(["identity"])
+    scores = score_methods(dataset_dir, methods, split, config)
     return aggregate(scores["identity"].to_dict("records"), config)
-
-
-def side_by_side(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Mean of each metric (overall and per band) per method, one column per method."""
-    keys = ["ssim", "psnr", "rmse", "mae", "bias"]
-    keys += [f"{metric}_{band}" for metric in ("rmse", "mae", "bias") for band in BAND_NAMES]
-    return pd.DataFrame({name: frame[keys].mean() for name, frame in scores.items()})
 
 
 def load_generator(model: str | Path) -> Method:
@@ -100,13 +183,28 @@ def load_generator(model: str | Path) -> Method:
         import mlflow.pyfunc  # models are logged as pyfunc (s2ac.pyfunc.GeneratorModel)
 
         pyfunc_model = mlflow.pyfunc.load_model(text)
-        return lambda toa: np.asarray(pyfunc_model.predict(toa))
+        return lambda toa, ids: np.asarray(pyfunc_model.predict(toa))
     path = Path(text)
     path = path / "generator.keras" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no generator (train first or pass a model URI)")
     network = keras.saving.load_model(path)
-    return lambda toa: np.asarray(network.predict(toa, verbose=0, batch_size=8))
+    return lambda toa, ids: np.asarray(network.predict(toa, verbose=0, batch_size=8))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate` wrote: per-split scores and summaries, the record, the report."""
+
+    out_dir: Path
+    scores: dict[str, dict[str, pd.DataFrame]]  # split -> method -> per-image metrics
+    comparison: dict[str, pd.DataFrame]  # split -> metric x method
+    record: dict[str, Any]  # evaluation.json
+    report: Path
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.comparison)
 
 
 def evaluate(
@@ -114,48 +212,117 @@ def evaluate(
     model: str | Path | None,
     config: EvaluateConfig,
     out_dir: str | Path,
-    split: str = "test",
-) -> dict[str, Any]:
-    """Score the model (if given) and the baselines; write tables, figures and ``report.md``."""
-    from s2ac.figures import density_scatter, metric_histograms, sample_grid
+    splits: Sequence[str] = EVALUATED_SPLITS,
+) -> Evaluation:
+    """Score the model (if given) and the baselines on each split; write tables, figures,
+    ``report.md`` and ``evaluation.json`` into ``out_dir`` (replaced as a whole)."""
+    from s2ac.figures import density_scatter, metric_histograms, rmse_by_band, sample_grid
     from s2ac.report import write_report
 
     out = Path(out_dir)
-    methods = ({"pix2pix": load_generator(model)} if model else {}) | baseline_methods(
-        config.baselines
-    )
-    scores = score_methods(dataset_dir, methods, split, config)
-    comparison = side_by_side(scores)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, frame in scores.items():
-        frame.to_csv(out / f"per_image_{name}.csv")
-    comparison.to_csv(out / "comparison.csv")
-    headline = next(iter(methods))
-    toa, sr, _ = next(_batches(dataset_dir, split, 3))
-    prediction = methods[headline](toa)
-    figures = {
-        "histograms": metric_histograms(scores, config.ssim_good, config.psnr_good),
-        "samples": sample_grid(toa, sr, prediction),
-        "scatter": density_scatter(sr, prediction),
-    }
-    paths = {}
-    for name, figure in figures.items():
-        figure.savefig(out / f"{name}.png", dpi=90)
-        paths[name] = f"{name}.png"
-    title = f"s2ac evaluation on {split} of {dataset_dir} ({headline} first)"
-    report = write_report(out, scores, comparison, config, paths, title)
-    return {"scores": scores, "comparison": comparison, "report": report, "figures": figures}
+    manifest = read_manifest(dataset_dir)
+    baselines, notes = baseline_methods(config.baselines, dataset_dir, manifest)
+    methods = ({MODEL_COLUMN: load_generator(model)} if model else {}) | baselines
+    missing = {s: why for s in splits if (why := split_status(dataset_dir, manifest, s))}
+    present = [s for s in splits if s not in missing]
+    if not present:
+        raise InputDataError(str(dataset_dir), f"none of the splits {list(splits)} holds patches")
+    for split, why in missing.items():
+        log.warning("split %s: %s", split, why)
+
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        scores, comparison, figures = {}, {}, {}
+        for split in present:
+            scores[split] = score_methods(dataset_dir, methods, split, config)
+            comparison[split] = side_by_side(scores[split])
+            for name, frame in scores[split].items():
+                frame.to_csv(staging / f"per_image_{split}_{name}.csv")
+            toa, sr, ids = next(_batches(dataset_dir, split, 3))
+            headline = next(iter(methods))
+            figures |= {
+                f"histograms_{split}": metric_histograms(
+                    scores[split], config.ssim_good, config.psnr_good
+                ),
+                f"samples_{split}": sample_grid(toa, sr, np.asarray(methods[headline](toa, ids))),
+                f"scatter_{split}": density_scatter(sr, np.asarray(methods[headline](toa, ids))),
+            }
+        figures["rmse_by_band"] = rmse_by_band(comparison)
+        write_comparison(comparison, staging / "comparison.csv")
+        paths = {}
+        for name, figure in figures.items():
+            figure.savefig(staging / f"{name}.png", dpi=80)
+            paths[name] = f"{name}.png"
+        record = {
+            "dataset": str(dataset_dir),
+            "dataset_name": manifest.get("name"),
+            "dataset_digest": manifest.get("digest"),
+            "model": str(model) if model else None,
+            "model_column": MODEL_COLUMN if model else None,
+            "methods": list(methods),
+            "splits": present,
+            "missing_splits": missing,
+            "n_images": {split: len(next(iter(scores[split].values()))) for split in present},
+            "baselines": notes,
+            "non_oracle_baselines": [b for b in NON_ORACLE if b in methods],
+            "conventions": CONVENTIONS,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (staging / "linear_coefficients.json").write_text(json.dumps(notes.get("linear"), indent=1))
+        title = f"s2ac evaluation of {record['model'] or 'the baselines'} on {dataset_dir}"
+        report = write_report(staging, scores, comparison, record, config, paths, title)
+        (staging / RECORD).write_text(json.dumps(record, indent=1))  # written last
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Evaluation(out, scores, comparison, record, out / report.name)
 
 
-def log_evaluation(result: dict[str, Any], out_dir: str | Path, split: str = "test") -> None:
-    """Log the means of every method as metrics (``<split>_<method>_<metric>``) and the report
-    folder as artifacts of the active MLflow run."""
+def write_comparison(comparison: dict[str, pd.DataFrame], path: Path) -> None:
+    """``comparison.csv``: one row per metric, one column per ``<split>/<method>``."""
+    table = pd.concat(comparison, axis=1)
+    table.columns = [f"{split}/{method}" for split, method in table.columns]
+    table.to_csv(path)
+
+
+def read_evaluation(evaluation_dir: str | Path) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """``evaluation.json`` and the per-split comparison tables of an evaluation folder."""
+    import io
+
+    root = str(evaluation_dir).rstrip("/")
+    try:
+        record = json.loads(read_bytes(f"{root}/{RECORD}"))
+        table = pd.read_csv(io.BytesIO(read_bytes(f"{root}/comparison.csv")), index_col=0)
+    except FileNotFoundError as exc:
+        raise InputDataError(
+            root, f"incomplete evaluation folder ({exc})", "run `s2ac evaluate` again"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise InputDataError(
+            root, f"unreadable evaluation ({exc})", "run `s2ac evaluate` again"
+        ) from None
+    comparison: dict[str, pd.DataFrame] = {}
+    for column in table.columns:
+        split, _, method = column.partition("/")
+        comparison.setdefault(split, pd.DataFrame(index=table.index))[method] = table[column]
+    return record, comparison
+
+
+def log_evaluation(result: Evaluation) -> None:
+    """Log headline means (``<split>_<method>_<metric>``) and the evaluation folder to the
+    active MLflow run."""
     import mlflow
 
     metrics = {
         f"{split}_{method}_{metric}": float(value)
-        for method, column in result["comparison"].items()
+        for split, table in result.comparison.items()
+        for method, column in table.items()
         for metric, value in column.items()
+        if metric in LOGGED_KEYS and np.isfinite(value)
     }
     mlflow.log_metrics(metrics)
-    mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
+    mlflow.log_artifacts(str(result.out_dir), artifact_path="evaluation")

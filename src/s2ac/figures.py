@@ -105,3 +105,24 @@ def density_scatter(truth: np.ndarray, prediction: np.ndarray, max_points: int =
     axes[0].set_ylabel("predicted SR")
     figure.tight_layout()
     return figure
+
+
+def rmse_by_band(comparison: Mapping[str, pd.DataFrame]) -> Figure:
+    """Per split, the RMSE of each band for every method side by side (log scale: the oracle is
+    orders of magnitude below the rest)."""
+    figure = Figure(figsize=(6.5 * len(comparison), 3.8))
+    axes = np.atleast_1d(figure.subplots(1, len(comparison)))
+    for axis, (split, table) in zip(axes, comparison.items(), strict=True):
+        methods = list(table.columns)
+        width = 0.8 / len(methods)
+        x = np.arange(len(BAND_NAMES))
+        for index, method in enumerate(methods):
+            values = [float(table.loc[f"rmse_{band}", method]) for band in BAND_NAMES]
+            axis.bar(x + index * width, values, width, label=method)
+        axis.set_xticks(x + 0.4 - width / 2, BAND_NAMES)
+        axis.set_yscale("log")
+        axis.set_title(f"{split}: RMSE per band (mean of images)")
+        axis.set_ylabel("RMSE (reflectance)")
+    axes[-1].legend(fontsize=8)
+    figure.tight_layout()
+    return figure

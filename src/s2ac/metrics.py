@@ -11,6 +11,11 @@ Per image (256 x 256 x 4 reflectance, bands B2, B3, B4, B8):
 Non-finite truth or prediction pixels are excluded from RMSE/MAE/bias/PSNR.
 Aggregates over images (the paper's Tables 2 and 3): max, min, mean and sd, plus the share of
 images with SSIM > 0.85 and with PSNR > 30 dB.
+
+Summaries over a split (:func:`summarize`): every metric as the mean of per-image values (``rmse``,
+``rmse_B2``, ...); RMSE and MAE also pooled over all pixels of the split (``rmse_pooled``,
+``rmse_pooled_B2``, ...); and, since surface reflectance uses a small part of data_range 1.0, the
+relative RMSE per band (``rel_rmse_B2`` = pooled RMSE / mean true SR of that band).
 """
 
 from __future__ import annotations
@@ -92,7 +97,37 @@ def image_metrics(
         row[f"rmse_{name}"] = float(np.sqrt(np.mean(band_error**2)))
         row[f"mae_{name}"] = float(np.mean(np.abs(band_error)))
         row[f"bias_{name}"] = float(np.mean(band_error))
+        row[f"n_{name}"] = float(band_error.size)  # pixels scored: weights of pooled summaries
+        row[f"truth_mean_{name}"] = float(np.mean(truth[..., index][valid[..., index]]))
     return row
+
+
+#: Mean-of-images columns of :func:`summarize`, before the pooled and relative ones.
+MEAN_KEYS = ["ssim", "psnr", "rmse", "mae", "bias"] + [
+    f"{metric}_{band}" for metric in ("ssim", "psnr", "rmse", "mae", "bias") for band in BAND_NAMES
+]
+
+
+def summarize(frame: pd.DataFrame) -> pd.Series:
+    """One split's summary of per-image rows: means, pooled RMSE/MAE and relative RMSE."""
+    if frame.empty:
+        raise ValueError("no images to summarize")
+    out = frame[MEAN_KEYS].mean()
+    counts = frame[[f"n_{band}" for band in BAND_NAMES]].to_numpy()
+    mse = frame[[f"rmse_{band}" for band in BAND_NAMES]].to_numpy() ** 2
+    mae = frame[[f"mae_{band}" for band in BAND_NAMES]].to_numpy()
+    truth = frame[[f"truth_mean_{band}" for band in BAND_NAMES]].to_numpy()
+    total = counts.sum(axis=0)
+    pooled_mse = (counts * mse).sum(axis=0) / total
+    pooled_mae = (counts * mae).sum(axis=0) / total
+    truth_mean = (counts * truth).sum(axis=0) / total
+    out["rmse_pooled"] = float(np.sqrt((counts * mse).sum() / counts.sum()))
+    out["mae_pooled"] = float((counts * mae).sum() / counts.sum())
+    for index, band in enumerate(BAND_NAMES):
+        out[f"rmse_pooled_{band}"] = float(np.sqrt(pooled_mse[index]))
+        out[f"mae_pooled_{band}"] = float(pooled_mae[index])
+        out[f"rel_rmse_{band}"] = float(np.sqrt(pooled_mse[index]) / truth_mean[index])
+    return out
 
 
 def aggregate(

@@ -17,32 +17,34 @@ compare against the same old champion and the worse one win. It is a registered 
 
 from __future__ import annotations
 
-import json
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from s2ac.bands import BAND_NAMES
-from s2ac.config import Config, GateConfig
+from s2ac.baselines import NON_ORACLE
+from s2ac.config import Config, GateConfig, GateCriterion
 from s2ac.console import log
-from s2ac.errors import InputDataError, S2ACError
-from s2ac.io.storage import exists, read_bytes
+from s2ac.errors import S2ACError
+from s2ac.evaluate import MODEL_COLUMN, evaluate, read_evaluation, read_manifest
 from s2ac.tracking import git_commit, set_experiment
 
-MODEL_COLUMN = "pix2pix"
 LOGGED_MODEL_NAME = "generator"
 GATE_TAG = "gate"
 COMPARED_TAG = "gate.compared_with"  # champion version the gate compared against
 HEADLINE = ("ssim", "psnr", "rmse", "mae")
+BEST_BASELINE, CHAMPION = "best_baseline", "champion"
 
 
 class RegistryError(S2ACError):
@@ -51,76 +53,141 @@ class RegistryError(S2ACError):
 
 @dataclass(frozen=True)
 class Criterion:
-    """One gate condition: ``value <op> threshold``."""
+    """One evaluated gate condition, as shown in one row of the gate table."""
 
     name: str
-    value: float
-    threshold: float
+    split: str
+    metric: str
     op: Literal[">=", "<="]
+    value: float | None
+    threshold: float | None
+    rule: str  # e.g. "<= 0.8 x best_baseline (6s 0.0150)"
+    status: Literal["pass", "fail", "n/a"]
+    note: str = ""
 
     @property
     def passed(self) -> bool:
-        return self.value >= self.threshold if self.op == ">=" else self.value <= self.threshold
+        return self.status != "fail"
 
 
 @dataclass(frozen=True)
 class GateDecision:
     criteria: tuple[Criterion, ...]
     champion_version: str | None = None
+    dataset_digest: str | None = None  # what the challenger and the champion were scored on
 
     @property
     def passed(self) -> bool:
         return all(criterion.passed for criterion in self.criteria)
 
+    @property
+    def failed(self) -> list[Criterion]:
+        return [c for c in self.criteria if not c.passed]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "champion_version": self.champion_version,
-            "criteria": [
-                {"name": c.name, "value": c.value, "op": c.op, "threshold": c.threshold,
-                 "passed": c.passed}
-                for c in self.criteria
-            ],
-        }  # fmt: skip
+            "dataset_digest": self.dataset_digest,
+            "criteria": [asdict(c) | {"passed": c.passed} for c in self.criteria],
+        }
 
     def markdown(self) -> str:
-        lines = ["| criterion | value | rule | passed |", "|---|---|---|---|"]
+        lines = ["| criterion | split | value | rule | passed |", "|---|---|---|---|---|"]
         for c in self.criteria:
-            verdict = "yes" if c.passed else "NO"
-            lines.append(f"| {c.name} | {c.value:.4f} | {c.op} {c.threshold:.4f} | {verdict} |")
-        verdict = "PASSED" if self.passed else "FAILED"
-        return "\n".join(lines) + f"\n\nGate **{verdict}**.\n"
+            value = "-" if c.value is None else f"{c.value:.4f}"
+            verdict = {"pass": "yes", "fail": "NO", "n/a": "n/a"}[c.status]
+            note = f" ({c.note})" if c.note else ""
+            lines.append(f"| {c.name} | {c.split} | {value} | {c.rule}{note} | {verdict} |")
+        return "\n".join(lines) + f"\n\n{self.summary()}\n"
+
+    def summary(self) -> str:
+        """One sentence: passed, or failed and on what."""
+        scored = f" (scored on dataset digest {str(self.dataset_digest)[:12]})"
+        if self.passed:
+            return f"Gate **PASSED**: all {len(self.criteria)} criteria hold{scored}."
+        names = ", ".join(f"{c.name} on {c.split}" for c in self.failed)
+        return f"Gate **FAILED** on {len(self.failed)} of {len(self.criteria)} criteria: {names}."
+
+
+def _expand(name: str, criterion: GateCriterion) -> list[tuple[str, str]]:
+    """(row name, metric) pairs: one per band when the metric holds ``{band}``."""
+    if "{band}" not in criterion.metric:
+        return [(name, criterion.metric)]
+    return [(f"{name}[{band}]", criterion.metric.format(band=band)) for band in BAND_NAMES]
+
+
+def _evaluate_criterion(
+    name: str,
+    metric: str,
+    criterion: GateCriterion,
+    comparison: dict[str, pd.DataFrame],
+    model_column: str,
+    gate: GateConfig,
+    champion: dict[str, pd.Series] | None,
+) -> Criterion:
+    split, op = criterion.split, criterion.op
+
+    def row(status: str, note: str, value: float | None = None, threshold: float | None = None,
+            rule: str = "") -> Criterion:  # fmt: skip
+        rule = rule or (f"{op} {criterion.bound:g}" if criterion.bound is not None
+                        else f"{op} {criterion.factor:g} x {criterion.reference}")  # fmt: skip
+        return Criterion(name, split, metric, op, value, threshold, rule, status, note)  # type: ignore[arg-type]
+
+    table = comparison.get(split)
+    if table is None:
+        status = "fail" if gate.missing_split == "fail" else "n/a"
+        return row(
+            status, f"split {split} was not evaluated (gate.missing_split={gate.missing_split})"
+        )
+    if metric not in table.index or model_column not in table.columns:
+        return row("fail", f"no {metric} for {model_column} in the evaluation")
+    value = float(table.loc[metric, model_column])
+    if criterion.bound is not None:
+        threshold, rule = criterion.bound, f"{op} {criterion.bound:g}"
+    else:
+        reference = criterion.reference
+        if reference == CHAMPION:
+            if champion is None:
+                return row("n/a", "no champion yet", value)
+            ref_name, ref_value = "champion", float(champion[split][metric])
+        elif reference == BEST_BASELINE:
+            missing = [b for b in NON_ORACLE if b not in table.columns]
+            if missing:
+                return row("fail", f"baselines {missing} not evaluated", value)
+            values = table.loc[metric, list(NON_ORACLE)].astype(float)
+            ref_name = str(values.idxmin() if op == "<=" else values.idxmax())
+            ref_value = float(values[ref_name])
+        else:
+            if reference not in table.columns:
+                return row("fail", f"baseline {reference} not evaluated", value)
+            ref_name, ref_value = str(reference), float(table.loc[metric, reference])
+        threshold = criterion.factor * ref_value + criterion.offset
+        factor = "" if criterion.factor == 1 else f"{criterion.factor:g} x "
+        offset = "" if criterion.offset == 0 else f" {criterion.offset:+g}"
+        label = ref_name if reference != BEST_BASELINE else f"best baseline {ref_name}"
+        rule = f"{op} {factor}{label} ({ref_value:.4f}){offset} = {threshold:.4f}"
+    if not np.isfinite(value):
+        return row("fail", "not a finite number", value, threshold, rule)
+    passed = value >= threshold if op == ">=" else value <= threshold
+    return row("pass" if passed else "fail", "", value, threshold, rule)
 
 
 def decide(
-    model: pd.Series,
-    identity: pd.Series,
+    comparison: dict[str, pd.DataFrame],
     gate: GateConfig,
-    champion: pd.Series | None = None,
+    model_column: str = MODEL_COLUMN,
+    champion: dict[str, pd.Series] | None = None,
     champion_version: str | None = None,
+    dataset_digest: str | None = None,
 ) -> GateDecision:
-    """The gate over mean metrics (``ssim``, ``psnr``, ``rmse_<band>``) on one test set."""
+    """The gate over one evaluation's comparison tables (split -> metric x method)."""
     criteria = [
-        Criterion("mean SSIM", float(model["ssim"]), gate.min_mean_ssim, ">="),
-        Criterion("mean PSNR (dB)", float(model["psnr"]), gate.min_mean_psnr, ">="),
+        _evaluate_criterion(row_name, metric, criterion, comparison, model_column, gate, champion)
+        for name, criterion in gate.active().items()
+        for row_name, metric in _expand(name, criterion)
     ]
-    for band in BAND_NAMES:
-        ratio = float(model[f"rmse_{band}"]) / float(identity[f"rmse_{band}"])
-        criteria.append(
-            Criterion(f"RMSE {band} / identity", ratio, gate.max_rmse_ratio_to_identity, "<=")
-        )
-    if gate.require_beats_champion and champion is not None:
-        criteria += [
-            Criterion(
-                f"mean SSIM vs champion v{champion_version}", float(model["ssim"]),
-                float(champion["ssim"]) - gate.champion_ssim_tolerance, ">=",
-            ),
-            Criterion(
-                f"mean PSNR vs champion v{champion_version}", float(model["psnr"]),
-                float(champion["psnr"]) - gate.champion_psnr_tolerance, ">=",
-            ),
-        ]  # fmt: skip
-    return GateDecision(tuple(criteria), champion_version)
+    return GateDecision(tuple(criteria), champion_version, dataset_digest)
 
 
 @dataclass(frozen=True)
@@ -131,21 +198,6 @@ class Registration:
     promoted: bool
     champion_version: str | None  # after this registration
     model_uri: str = field(default="")
-
-
-def read_comparison(evaluation_dir: str | Path) -> pd.DataFrame:
-    """The ``comparison.csv`` written by :func:`s2ac.evaluate.evaluate` (metric x method)."""
-    path = f"{str(evaluation_dir).rstrip('/')}/comparison.csv"
-    if not exists(path):
-        raise InputDataError(path, "no evaluation table", "run `s2ac evaluate` with --model first")
-    import io
-
-    table = pd.read_csv(io.BytesIO(read_bytes(path)), index_col=0)
-    for column in (MODEL_COLUMN, "identity"):
-        if column not in table.columns:
-            raise InputDataError(path, f"no {column!r} column", "evaluate with a model and the "
-                                 "identity baseline (evaluate.baselines)")  # fmt: skip
-    return table
 
 
 def logged_generator(client: MlflowClient, run_id: str) -> Any:
@@ -225,44 +277,75 @@ def _break_if_stale(client: MlflowClient, lock: str, timeout_s: float) -> None:
 
 
 def score_version(
-    name: str, version: str, dataset_dir: str | Path, split: str, config: Config
-) -> pd.Series:
-    """Mean metrics of a registered version on ``split`` (same scoring as ``s2ac evaluate``)."""
+    name: str, version: str, dataset_dir: str | Path, splits: list[str], config: Config
+) -> dict[str, pd.Series]:
+    """Mean metrics of a registered version on each split (same scoring as ``s2ac evaluate``)."""
     import mlflow.pyfunc
-    import numpy as np
 
     from s2ac.evaluate import score_methods, side_by_side
 
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    scores = score_methods(
-        dataset_dir, {"champion": lambda toa: np.asarray(model.predict(toa))}, split,
-        config.evaluate,
-    )  # fmt: skip
-    return side_by_side(scores)["champion"]
+    method = {CHAMPION: lambda toa, ids: np.asarray(model.predict(toa))}
+    return {
+        split: side_by_side(score_methods(dataset_dir, method, split, config.evaluate))[CHAMPION]
+        for split in splits
+    }
+
+
+def _gate_splits(gate: GateConfig, reference: str | None = None) -> list[str]:
+    """Splits the active criteria read (only those comparing with ``reference`` if given)."""
+    return sorted({c.split for c in gate.active().values()
+                   if reference is None or c.reference == reference})  # fmt: skip
 
 
 def _version_tags(
-    manifest: dict[str, Any], metrics: dict[str, float], split: str
+    digest: str, dataset_name: str, comparison: dict[str, pd.DataFrame]
 ) -> dict[str, str]:
     tags = {
         GATE_TAG: "pending",
-        "dataset_digest": str(manifest.get("digest", "unknown")),
-        "dataset_name": str(manifest.get("name", "s2ac-dataset")),
+        "dataset_digest": digest,
+        "dataset_name": dataset_name,
         "git_commit": git_commit(),
-        "evaluated_on": split,
+        "evaluated_on": ",".join(comparison),
     }
-    return tags | {f"{split}_{key}": f"{value:.4f}" for key, value in metrics.items()}
+    for split, table in comparison.items():
+        tags |= {f"{split}_{key}": f"{table.loc[key, MODEL_COLUMN]:.4f}" for key in HEADLINE}
+        for method in table.columns.drop(MODEL_COLUMN):
+            tags[f"{split}_{method}_rmse"] = f"{table.loc['rmse', method]:.4f}"
+            tags[f"{split}_{method}_ssim"] = f"{table.loc['ssim', method]:.4f}"
+    return tags
 
 
-def _description(comparison: pd.DataFrame, run_id: str, manifest: dict[str, Any]) -> str:
+def _description(comparison: dict[str, pd.DataFrame], run_id: str, digest: str) -> str:
     rows = ["ssim", "psnr", "rmse"] + [f"rmse_{band}" for band in BAND_NAMES]
-    table = comparison.loc[rows].round(4).to_markdown()
-    return (
-        f"Pix2Pix generator from training run `{run_id}`, dataset digest "
-        f"`{str(manifest.get('digest', ''))[:16]}`. Mean metrics on the test split, model next to "
-        f"the baselines:\n\n{table}\n\nThe evaluation report and figures are attached to the "
-        "model (artifacts `evaluation/`) and to the run."
+    tables = "\n\n".join(
+        f"**{split}**\n\n{table.loc[rows].round(4).to_markdown()}"
+        for split, table in comparison.items()
     )
+    return (
+        f"Pix2Pix generator from training run `{run_id}`, dataset digest `{digest[:16]}`. Mean "
+        f"metrics, model next to the baselines (identity, dos, 6s, linear, oracle), on each "
+        f"split:\n\n{tables}\n\nThe evaluation report and figures are attached to the model "
+        "(artifacts `evaluation/`) and to the run."
+    )
+
+
+def gate_evaluation(
+    evaluation_dir: str | Path, dataset_dir: str | Path, model_uri: str, config: Config
+) -> tuple[Path | str, dict[str, Any], dict[str, pd.DataFrame]]:
+    """The evaluation the gate decides on: ``evaluation_dir`` if it was scored on this dataset
+    (same digest), else a fresh evaluation of ``model_uri`` (never scores from other data)."""
+    digest = read_manifest(dataset_dir).get("digest")
+    record, comparison = read_evaluation(evaluation_dir)
+    if record.get("dataset_digest") == digest and record.get("model_column") == MODEL_COLUMN:
+        return evaluation_dir, record, comparison
+    log.warning(
+        "%s was scored on dataset digest %s, the gate's dataset is %s: re-scoring %s",
+        evaluation_dir, str(record.get("dataset_digest"))[:12], str(digest)[:12], model_uri,
+    )  # fmt: skip
+    fresh = Path(tempfile.mkdtemp(prefix="s2ac-gate-")) / "evaluation"
+    result = evaluate(dataset_dir, model_uri, config.evaluate, fresh)
+    return fresh, result.record, result.comparison
 
 
 def register(
@@ -270,7 +353,6 @@ def register(
     evaluation_dir: str | Path,
     dataset_dir: str | Path,
     config: Config,
-    split: str = "test",
     promote: bool = True,
 ) -> Registration:
     """Register the generator of training run ``run_id`` and gate it (see module docstring).
@@ -280,16 +362,19 @@ def register(
     registry = config.registry
     set_experiment(registry)
     client = MlflowClient()
-    comparison = read_comparison(evaluation_dir)
     root = str(dataset_dir).rstrip("/")
-    manifest = json.loads(read_bytes(f"{root}/manifest.json"))
+    manifest = read_manifest(root)
+    digest = str(manifest.get("digest", "unknown"))
     model = logged_generator(client, run_id)
-    scores = comparison[MODEL_COLUMN]
-    metrics = {key: float(scores[key]) for key in HEADLINE}
-    if isinstance(evaluation_dir, Path) or "://" not in str(evaluation_dir):
+    evaluation_dir, _, comparison = gate_evaluation(
+        evaluation_dir, root, f"models:/{model.model_id}", config
+    )
+    if "://" not in str(evaluation_dir):
         client.log_model_artifacts(model.model_id, str(evaluation_dir), "evaluation")
-    for key, value in metrics.items():  # shown on the model's page in the UI
-        client.log_metric(run_id, f"{split}_{key}", value, model_id=model.model_id)
+    for split, table in comparison.items():  # shown on the model's page in the UI
+        for key in HEADLINE:
+            value = float(table.loc[key, MODEL_COLUMN])
+            client.log_metric(run_id, f"{split}_{key}", value, model_id=model.model_id)
 
     name = registry.model_name
     _ensure_registered_model(client, name)
@@ -301,8 +386,8 @@ def register(
     else:
         version = client.create_model_version(
             name, source=f"models:/{model.model_id}", run_id=run_id, model_id=model.model_id,
-            tags=_version_tags(manifest, metrics, split),
-            description=_description(comparison, run_id, manifest),
+            tags=_version_tags(digest, str(manifest.get("name", "s2ac-dataset")), comparison),
+            description=_description(comparison, run_id, digest),
         )  # fmt: skip
     client.set_registered_model_alias(name, registry.challenger_alias, version.version)
     log.info("registered %s version %s (alias %s)", name, version.version,
@@ -311,12 +396,16 @@ def register(
     with promotion_lock(client, name, registry.lock_timeout_s):
         champion = alias_version(client, name, registry.champion_alias)
         champion_scores = None
-        if champion is not None and config.gate.require_beats_champion:
-            log.info("scoring champion v%s on the same %s split", champion.version, split)
-            champion_scores = score_version(name, str(champion.version), root, split, config)
+        champion_splits = [s for s in _gate_splits(config.gate, CHAMPION) if s in comparison]
+        if champion is not None and champion_splits:
+            log.info("scoring champion v%s on %s of the same dataset (digest %s)",
+                     champion.version, ", ".join(champion_splits), digest[:12])  # fmt: skip
+            champion_scores = score_version(
+                name, str(champion.version), root, champion_splits, config
+            )
         decision = decide(
-            scores, comparison["identity"], config.gate, champion_scores,
-            str(champion.version) if champion is not None else None,
+            comparison, config.gate, MODEL_COLUMN, champion_scores,
+            str(champion.version) if champion is not None else None, digest,
         )  # fmt: skip
         _record_decision(client, run_id, name, version.version, decision)
         if decision.passed and promote:
@@ -339,13 +428,15 @@ def _record_decision(
     client.log_metric(run_id, "gate_passed", float(decision.passed))
     client.log_dict(run_id, decision.to_dict(), f"gate/v{version}.json")
     client.log_text(run_id, decision.markdown(), f"gate/v{version}.md")
-    for index, criterion in enumerate(decision.criteria):
+    for index, c in enumerate(decision.criteria):
+        value = "-" if c.value is None else f"{c.value:.4f}"
+        note = f" [{c.note}]" if c.note else ""
         client.set_model_version_tag(
-            name, version, f"gate.{index:02d}",
-            f"{criterion.name}: {criterion.value:.4f} {criterion.op} {criterion.threshold:.4f} "
-            f"({'pass' if criterion.passed else 'FAIL'})",
+            name, version, f"gate.{index:02d}", f"{c.name} on {c.split}: {value} {c.rule}{note} "
+            f"({c.status.upper() if c.status == 'fail' else c.status})",
         )  # fmt: skip
     client.set_model_version_tag(name, version, COMPARED_TAG, decision.champion_version or "none")
+    client.set_model_version_tag(name, version, "gate.dataset_digest", str(decision.dataset_digest))
     client.set_model_version_tag(name, version, GATE_TAG, "passed" if decision.passed else "failed")
 
 

@@ -88,11 +88,11 @@ def evaluate(
 
     result = score(dataset_dir, Path(model_dir) / "best", config.evaluate, out_dir)
     with start_run(config.registry, run_id=run_id):
-        log_evaluation(result, out_dir)
-    comparison = result["comparison"]
+        log_evaluation(result)
     return {
-        f"{method}_{metric}": float(comparison.loc[metric, method])
-        for method in comparison.columns
+        f"{split}_{method}_{metric}": float(table.loc[metric, method])
+        for split, table in result.comparison.items()
+        for method in table.columns
         for metric in ("ssim", "psnr", "rmse")
     }
 

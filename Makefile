@@ -13,7 +13,7 @@ APT_PACKAGES := libgfortran5
 PROFILE ?= demo
 DEMO_OUT := out/demo
 
-.PHONY: help setup system-deps lock lint format test test-fast demo ui clean
+.PHONY: help setup system-deps lock lint format test test-fast demo results ui clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ test: setup ## Lint and run the whole test suite (slow and service tests include
 test-fast: setup ## Tests without the slow and service ones
 	$(BIN)/pytest -m "not slow and not service"
 
-demo: setup ## Run the whole local pipeline on the embedded data (PROFILE=small), then the gate
+demo: setup ## Run the whole local pipeline on the embedded data (PROFILE=demo), then the gate
 	@echo "== s2ac demo (profile $(PROFILE)) =="
 	@mkdir -p $(DEMO_OUT)
 	$(BIN)/s2ac --version
@@ -70,8 +70,13 @@ demo: setup ## Run the whole local pipeline on the embedded data (PROFILE=small)
 	@echo "  dataset + manifest:    $(DEMO_OUT)/data (real Sentinel-2 surfaces, 6S atmospheres)"
 	@echo "  validation data docs:  $(DEMO_OUT)/validation/index.html"
 	@echo "  model checkpoints:     $(DEMO_OUT)/checkpoints (best/, last.keras, state.json)"
-	@echo "  evaluation report:     $(DEMO_OUT)/evaluation/report.md (model vs identity, DOS, 6S)"
+	@echo "  evaluation report:     $(DEMO_OUT)/evaluation/report.md (test and ood; model vs identity, dos, 6s, linear, oracle)"
+	@echo "  gate decision:         $(DEMO_OUT)/gate.md (the demo exits 0 whether the gate passes or not)"
 	@echo "  MLflow (runs + registry): mlflow.db and mlartifacts/ here; browse with: make ui"
+
+results: setup ## The README's results table from the demo's evaluation (runs make demo first if needed)
+	@test -f $(DEMO_OUT)/evaluation/evaluation.json || $(MAKE) --no-print-directory demo
+	$(BIN)/s2ac results $(DEMO_OUT)/evaluation --readme README.md
 
 ui: setup ## Open the MLflow UI on the local mlflow.db / mlartifacts (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

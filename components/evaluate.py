@@ -1,4 +1,4 @@
-"""Evaluation against identity, DOS and 6S; metrics and the report as artifacts."""
+"""Evaluation on test and ood beside identity, dos, 6s, linear and oracle; metrics and report."""
 
 from kfp import dsl
 
@@ -14,7 +14,7 @@ def evaluate(
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.Markdown],
 ) -> None:
-    """Score the model and the baselines on the test split; log into training run ``run_id``."""
+    """Score the model and the baselines on test and ood; log into training run ``run_id``."""
     import os
 
     from s2ac import steps

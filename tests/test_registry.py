@@ -91,6 +91,7 @@ def _config(server: str, model_name: str, *overrides: str) -> Config:
             f"registry.tracking_uri={server}",
             f"registry.model_name={model_name}",
             "registry.experiment=registry-tests",
+            "evaluate.figures=false",  # figures are tested in test_evaluate; here only numbers
             *overrides,
         ],
     )
@@ -254,6 +255,7 @@ def test_default_gate_refuses_the_linear_map_and_promotes_a_better_model(
     assert version.source == f"models:/{model_id}"
     artifacts = {a.path for a in client.list_logged_model_artifacts(model_id, "evaluation")}
     assert {"evaluation/report.md", "evaluation/evaluation.json"} <= artifacts
+    assert "evaluation/rmse_by_band.png" not in artifacts  # evaluate.figures=false
 
     run, evaluation = _candidate(dataset, 0.97, config, tmp_path / "worse")
     worse = register(run, evaluation, dataset, config)
@@ -345,7 +347,7 @@ def test_concurrent_registrations_keep_aliases_consistent(mlflow_server, dataset
     }
     overrides = [
         f"registry.tracking_uri={mlflow_server}", f"registry.model_name={name}",
-        "registry.experiment=registry-tests",
+        "registry.experiment=registry-tests", "evaluate.figures=false",
     ]  # fmt: skip
     processes = [
         subprocess.Popen(

@@ -240,6 +240,8 @@ def evaluate(
             comparison[split] = side_by_side(scores[split])
             for name, frame in scores[split].items():
                 frame.to_csv(staging / f"per_image_{split}_{name}.csv")
+            if not config.figures:
+                continue
             toa, sr, ids = next(_batches(dataset_dir, split, 3))
             headline = next(iter(methods))
             figures |= {
@@ -249,7 +251,8 @@ def evaluate(
                 f"samples_{split}": sample_grid(toa, sr, np.asarray(methods[headline](toa, ids))),
                 f"scatter_{split}": density_scatter(sr, np.asarray(methods[headline](toa, ids))),
             }
-        figures["rmse_by_band"] = rmse_by_band(comparison)
+        if config.figures:
+            figures["rmse_by_band"] = rmse_by_band(comparison)
         write_comparison(comparison, staging / "comparison.csv")
         paths = {}
         for name, figure in figures.items():

@@ -39,8 +39,8 @@ def build(name: str, config: PipelineConfig) -> Any:
 
 
 def coerce_arguments(pipeline: Any, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Check names against the pipeline's parameters and make ``20`` a float where one is
-    declared (YAML reads ``-P min_mean_psnr=20`` as an integer, which KFP rejects)."""
+    """Check names against the pipeline's parameters and make ``1`` a float where one is
+    declared (YAML reads ``-P learning_rate=1`` as an integer, which KFP rejects)."""
     inputs = pipeline.component_spec.inputs or {}
     coerced = {}
     for key, value in arguments.items():

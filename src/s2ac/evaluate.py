@@ -243,13 +243,13 @@ def evaluate(
             if not config.figures:
                 continue
             toa, sr, ids = next(_batches(dataset_dir, split, 3))
-            headline = next(iter(methods))
+            predicted = np.asarray(methods[next(iter(methods))](toa, ids))
             figures |= {
                 f"histograms_{split}": metric_histograms(
                     scores[split], config.ssim_good, config.psnr_good
                 ),
-                f"samples_{split}": sample_grid(toa, sr, np.asarray(methods[headline](toa, ids))),
-                f"scatter_{split}": density_scatter(sr, np.asarray(methods[headline](toa, ids))),
+                f"samples_{split}": sample_grid(toa, sr, predicted),
+                f"scatter_{split}": density_scatter(sr, predicted),
             }
         if config.figures:
             figures["rmse_by_band"] = rmse_by_band(comparison)

@@ -1,10 +1,10 @@
 """Kubeflow Pipelines v2 components, one per stage.
 
 Each module holds the plain function of one stage: typed parameters and artifacts in, one call
-to :mod:`s2ac.steps` (the library), outputs back. :func:`build` turns them into lightweight
-components on the project image, whose tag is part of every task's cache key (a code change is a
-new image); the dataset digest is an input of every task after the data, so a data change misses
-the cache as well.
+to :mod:`s2ac.orchestration.stages` (the library), outputs back. :func:`build` turns them into
+lightweight components on the project image, whose tag is part of every task's cache key (a code
+change is a new image); the dataset digest is an input of every task after the data, so a data
+change misses the cache as well.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def evaluate(
     """Score the model and the baselines on test and ood; log into training run ``run_id``."""
     import os
 
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     config = steps.config_for(profile, overrides, tracking_uri)
     means = steps.evaluate(dataset.path, model.path, evaluation.path, run_id, config)

@@ -16,7 +16,7 @@ def export(
     dataset: dsl.Output[dsl.Dataset],
 ) -> str:
     """Export L1C/L2A pairs for ``region`` and dates; returns the dataset digest."""
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     settings = {
         "data.earthengine.region": region, "data.earthengine.start": start,

@@ -13,7 +13,7 @@ def gate(
     decision: dsl.Output[dsl.Markdown],
 ) -> bool:
     """Register the run's model (alias challenger) and decide the quality gate: passed?"""
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     config = steps.config_for(profile, overrides, tracking_uri)
     result = steps.gate(run_id, evaluation.path, dataset.path, config)
@@ -25,6 +25,6 @@ def gate(
 def promote(profile: str, overrides: list, tracking_uri: str, run_id: str) -> bool:
     """Move champion to the version of training run ``run_id`` (refused if the champion changed
     since the gate decided)."""
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     return steps.promote(run_id, steps.config_for(profile, overrides, tracking_uri))

@@ -11,7 +11,7 @@ def record_status(
     status: dsl.PipelineTaskFinalStatus,
 ) -> None:
     """Runs whatever happened inside the exit handler, failures included."""
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     error = status.error_message or ""
     config = steps.config_for(profile, overrides, tracking_uri)

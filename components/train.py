@@ -15,7 +15,7 @@ def train(
     model: dsl.Output[dsl.Model],
 ) -> str:
     """Train on ``dataset``; checkpoints (``best/`` is the model) go into ``model``."""
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     settings = {"train.lambda_l1": lambda_l1, "train.learning_rate": learning_rate,
                 "train.epochs": epochs}  # fmt: skip

@@ -15,7 +15,7 @@ def open_study(
     learning_rate_range: list,
 ) -> str:
     """Create the study and its MLflow parent run before the workers fan out."""
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     settings = steps.study_settings(storage, n_trials, lambda_l1_range, learning_rate_range)
     return steps.open_study(steps.config_for(profile, overrides, tracking_uri, settings))
@@ -34,7 +34,7 @@ def tune_worker(
     dataset: dsl.Input[dsl.Dataset],
 ) -> str:
     """Run trials of the shared study until its budget is spent; the trials this worker ran."""
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     settings = steps.study_settings(storage, n_trials, lambda_l1_range, learning_rate_range)
     config = steps.config_for(profile, overrides, tracking_uri, settings)
@@ -47,7 +47,7 @@ def best_params(profile: str, overrides: list, tracking_uri: str, storage: str) 
     """The study's best λ and learning rate (logged to the parent run with the plots)."""
     from collections import namedtuple
 
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     config = steps.config_for(profile, overrides, tracking_uri, {"tune.storage": storage})
     best = steps.best_params(config)

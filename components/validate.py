@@ -14,7 +14,7 @@ def validate(
     import html
     import tempfile
 
-    from s2ac import steps
+    from s2ac.orchestration import stages as steps
 
     summary = steps.validate(dataset.path, tempfile.mkdtemp(), steps.config_for(profile, overrides))
     with open(report.path, "w") as file:

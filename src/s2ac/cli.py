@@ -17,8 +17,8 @@ from s2ac.console import console, log, setup_logging
 from s2ac.errors import S2ACError
 
 if TYPE_CHECKING:
-    from s2ac.evaluate import Evaluation
-    from s2ac.registry import Registration
+    from s2ac.evaluation.evaluate import Evaluation
+    from s2ac.registry.versions import Registration
 
 app = typer.Typer(
     name="s2ac",
@@ -189,7 +189,7 @@ def data_baseline(
     override: OverrideOpt = None,
 ) -> None:
     """Identity baseline (TOA taken as SR): the floor every model must beat."""
-    from s2ac.evaluate import identity_baseline
+    from s2ac.evaluation.evaluate import identity_baseline
 
     cfg = build_config(profile, config, override)
     table = identity_baseline(dataset, split, cfg.evaluate)
@@ -299,7 +299,7 @@ def train_command(
     override: OverrideOpt = None,
 ) -> None:
     """Train pix2pix (early stopping, checkpoints every epoch, MLflow tracking)."""
-    from s2ac.train import train
+    from s2ac.training.train import train
 
     result = train(dataset, build_config(profile, config, override), checkpoint_dir=checkpoints,
                    resume=resume)  # fmt: skip
@@ -333,8 +333,8 @@ def evaluate_command(
     override: OverrideOpt = None,
 ) -> None:
     """Score the model beside identity, dos, 6s, linear and oracle on test and ood; report it."""
-    from s2ac.evaluate import EVALUATED_SPLITS, evaluate, log_evaluation
-    from s2ac.tracking import start_run
+    from s2ac.evaluation.evaluate import EVALUATED_SPLITS, evaluate, log_evaluation
+    from s2ac.registry.tracking import start_run
 
     cfg = build_config(profile, config, override)
     result = evaluate(dataset, model, cfg.evaluate, out, split or EVALUATED_SPLITS)
@@ -346,7 +346,7 @@ def evaluate_command(
 
 def print_comparison(result: Evaluation) -> None:
     """The headline rows of each split's comparison, and splits that could not be scored."""
-    from s2ac.report import HEADLINE_ROWS
+    from s2ac.evaluation.report import HEADLINE_ROWS
 
     for split, table in result.comparison.items():
         rows = [r for r in HEADLINE_ROWS if r in table.index]
@@ -367,7 +367,7 @@ def results_command(
     ] = None,
 ) -> None:
     """The results table (test and ood, model and all five baselines, per band) as Markdown."""
-    from s2ac.results import results_markdown, update_readme
+    from s2ac.evaluation.results import results_markdown, update_readme
 
     text = results_markdown(evaluation)
     console.print(text, highlight=False, markup=False)
@@ -402,7 +402,7 @@ def tune_command(
     override: OverrideOpt = None,
 ) -> None:
     """Optuna sweep of lambda and learning rate (pruning, shared resumable study, MLflow runs)."""
-    from s2ac.tune import tune
+    from s2ac.training.tune import tune
 
     cfg = build_config(profile, config, override)
     options = {"n_trials": n_trials, "timeout_s": timeout, "study_name": study, "storage": storage}
@@ -438,8 +438,8 @@ def run_command(
     override: OverrideOpt = None,
 ) -> None:
     """The whole local pipeline: synth, validate, [tune], train, evaluate, register + gate."""
-    from s2ac.tracking import tracking_uri
-    from s2ac.workflow import run_local
+    from s2ac.orchestration.local import run_local
+    from s2ac.registry.tracking import tracking_uri
 
     cfg = build_config(profile, config, override)
     result = run_local(cfg, out, tune_first=with_tune, workers=workers)
@@ -496,7 +496,7 @@ def register_command(
     override: OverrideOpt = None,
 ) -> None:
     """Register the run's model (alias challenger) and promote it to champion if the gate passes."""
-    from s2ac.registry import register
+    from s2ac.registry.versions import register
 
     result = register(run_id, evaluation, dataset, build_config(profile, config, override))
     print_gate(result)
@@ -529,7 +529,7 @@ def pipeline_compile(
     override: OverrideOpt = None,
 ) -> None:
     """Compile the training and tuning pipelines to YAML (checked in; a test compares them)."""
-    from s2ac.pipeline import COMPILED_DIR, compile_pipelines
+    from s2ac.orchestration.kubeflow import COMPILED_DIR, compile_pipelines
 
     cfg = build_config(profile, config, override)
     pipeline_cfg = (
@@ -568,8 +568,8 @@ def pipeline_run_local(
     override: OverrideOpt = None,
 ) -> None:
     """Run the training pipeline end to end here with kfp.local (each task a subprocess)."""
-    from s2ac.pipeline import run_local
-    from s2ac.tracking import sqlite_artifact_root, tracking_uri
+    from s2ac.orchestration.kubeflow import run_local
+    from s2ac.registry.tracking import sqlite_artifact_root, tracking_uri
 
     cfg = build_config(profile, config, override)
     uri = tracking_uri(cfg.registry)
@@ -595,7 +595,7 @@ def pipeline_submit(
     override: OverrideOpt = None,
 ) -> None:
     """Upload the pipeline and start a run (bearer token from KFP_TOKEN, never printed)."""
-    from s2ac.pipeline import submit
+    from s2ac.orchestration.kubeflow import submit
 
     cfg = build_config(profile, config, override)
     ids = submit(

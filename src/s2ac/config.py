@@ -127,8 +127,9 @@ class EvaluateConfig(_Section):
     ssim_good: float = 0.85
     psnr_good: float = 30.0
     figures: bool = True  # composites, histograms, scatter and RMSE bars (PNG) in the report
-    # Every report shows the model beside these (s2ac.baselines); the gate's best_baseline needs
-    # identity, dos, 6s and linear. oracle is skipped, and said so, when the atmosphere is unknown.
+    # Every report shows the model beside these (s2ac.evaluation.baselines); the gate's
+    # best_baseline needs identity, dos, 6s and linear. oracle is skipped, and said so, when the
+    # atmosphere is unknown.
     baselines: list[Literal["identity", "dos", "6s", "linear", "oracle"]] = [
         "identity", "dos", "6s", "linear", "oracle",
     ]  # fmt: skip

@@ -23,7 +23,7 @@ from s2ac.data.patches import iter_records, list_tfrecords, make_dataset, write_
 from s2ac.data.validation import format_report, validate_dataset
 from s2ac.errors import InputDataError
 from s2ac.io import storage
-from s2ac.train import check_dataset
+from s2ac.training.train import check_dataset
 
 service = pytest.mark.service
 SIZE = 32

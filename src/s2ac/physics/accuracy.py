@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from s2ac.bands import BAND_NAMES, SATELLITES
-from s2ac.physics.assemble import PATH, SPHERICAL, TDOWN, TG, TUP, weights
+from s2ac.physics.band_tables import PATH, SPHERICAL, TDOWN, TG, TUP, weights
 from s2ac.physics.build import execute_runs
 from s2ac.physics.lut import MAX_SCATTERING_ANGLE, Atmosphere, Lut
 from s2ac.physics.sixs import Conditions

@@ -21,7 +21,7 @@ import numpy as np
 
 from s2ac.bands import BAND_NAMES, SATELLITES
 from s2ac.console import log, track
-from s2ac.physics import assemble
+from s2ac.physics import band_tables
 from s2ac.physics.grid import DEFAULT_GRID, LutGrid
 from s2ac.physics.sixs import SPECTRUM_RANGE_UM, Conditions, run_spectrum, sixs_version
 
@@ -183,7 +183,7 @@ def build_lut(
             results.close()  # stop the worker pool now, also when interrupted
         wavelength, solar = cache.spectral_grid()
         spectra = cache.load(list(runs))
-        tables = assemble.tables(grid, spectra, wavelength, solar)
+        tables = band_tables.tables(grid, spectra, wavelength, solar)
         metadata = _metadata(grid, len(runs), len(pending), time.monotonic() - start)
         _write(out_path, tables, metadata)
     finally:
@@ -204,7 +204,7 @@ def _metadata(grid: LutGrid, n_runs: int, n_ran: int, seconds: float) -> dict[st
         "satellites": list(SATELLITES),
         "aerosol_models": list(grid.aerosol_models),
         "axes": axes,
-        "variables": assemble.VARIABLES,
+        "variables": band_tables.VARIABLES,
         "grid": grid.to_dict(),
         "runs": n_runs,
         "runs_this_build": n_ran,

@@ -12,7 +12,7 @@ import pandas as pd
 
 from s2ac.bands import BAND_NAMES
 from s2ac.config import EvaluateConfig
-from s2ac.metrics import aggregate
+from s2ac.evaluation.metrics import aggregate
 
 PAPER_TABLE_3 = pd.DataFrame(
     {

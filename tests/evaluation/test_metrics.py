@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from s2ac.metrics import PSNR_CAP_DB, aggregate, image_metrics, psnr
+from s2ac.evaluation.metrics import PSNR_CAP_DB, aggregate, image_metrics, psnr
 
 
 @pytest.fixture

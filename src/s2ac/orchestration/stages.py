@@ -72,7 +72,7 @@ def validate(dataset_dir: str, docs_dir: str, config: Config) -> str:
 
 def train(dataset_dir: str, model_dir: str, config: Config) -> str:
     """Train into ``model_dir`` (checkpoints; ``best/`` is the model); the MLflow run id."""
-    from s2ac.train import train as fit
+    from s2ac.training.train import train as fit
 
     result = fit(dataset_dir, config, checkpoint_dir=model_dir, resume=True)
     return str(result.run_id)
@@ -82,9 +82,9 @@ def evaluate(
     dataset_dir: str, model_dir: str, out_dir: str, run_id: str, config: Config
 ) -> dict[str, float]:
     """Evaluate the model's ``best/`` networks, log into the training run; the headline means."""
-    from s2ac.evaluate import evaluate as score
-    from s2ac.evaluate import log_evaluation
-    from s2ac.tracking import start_run
+    from s2ac.evaluation.evaluate import evaluate as score
+    from s2ac.evaluation.evaluate import log_evaluation
+    from s2ac.registry.tracking import start_run
 
     result = score(dataset_dir, Path(model_dir) / "best", config.evaluate, out_dir)
     with start_run(config.registry, run_id=run_id):
@@ -99,7 +99,7 @@ def evaluate(
 
 def gate(run_id: str, evaluation_dir: str, dataset_dir: str, config: Config) -> dict[str, Any]:
     """Register as challenger and decide the gate without moving champion (see promote)."""
-    from s2ac.registry import register
+    from s2ac.registry.versions import register
 
     registration = register(run_id, evaluation_dir, dataset_dir, config, promote=False)
     return {
@@ -111,8 +111,8 @@ def gate(run_id: str, evaluation_dir: str, dataset_dir: str, config: Config) -> 
 
 def promote(run_id: str, config: Config) -> bool:
     """Promote the version registered for training run ``run_id`` (the gate task's)."""
-    from s2ac.registry import promote as move_champion
-    from s2ac.registry import version_of_run
+    from s2ac.registry.versions import promote as move_champion
+    from s2ac.registry.versions import version_of_run
 
     return move_champion(version_of_run(run_id, config), config)
 
@@ -128,20 +128,20 @@ def study_settings(
 
 def open_study(config: Config) -> str:
     """Create the Optuna study (and its MLflow parent run) before the workers fan out."""
-    from s2ac.tune import ensure_parent_run
-    from s2ac.tune import open_study as create
+    from s2ac.training.tune import ensure_parent_run
+    from s2ac.training.tune import open_study as create
 
     return ensure_parent_run(create(config), config)
 
 
 def tune_worker(dataset_dir: str, worker: int, config: Config) -> list[int]:
-    from s2ac.tune import run_worker
+    from s2ac.training.tune import run_worker
 
     return run_worker(dataset_dir, config, worker)
 
 
 def best_params(config: Config) -> dict[str, float]:
-    from s2ac.tune import summarize
+    from s2ac.training.tune import summarize
 
     result = summarize(config)
     return {key: float(value) for key, value in result.best_params.items()}
@@ -152,7 +152,7 @@ def record_status(state: str, error: str, pipeline: str, config: Config) -> None
     failed pipeline is visible where the models are."""
     import mlflow
 
-    from s2ac.tracking import start_run
+    from s2ac.registry.tracking import start_run
 
     experiment = f"{config.registry.experiment}-pipelines"
     registry = config.registry.model_copy(update={"experiment": experiment})

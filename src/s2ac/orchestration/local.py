@@ -14,8 +14,8 @@ from s2ac.config import Config
 from s2ac.console import log
 
 if TYPE_CHECKING:
-    from s2ac.evaluate import Evaluation
-    from s2ac.registry import Registration
+    from s2ac.evaluation.evaluate import Evaluation
+    from s2ac.registry.versions import Registration
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,12 @@ def run_local(
     """Run every stage into ``out`` and return what each produced."""
     import mlflow
 
-    from s2ac import steps
     from s2ac.data.synthetic import synthesize
-    from s2ac.evaluate import evaluate, log_evaluation
-    from s2ac.registry import register
-    from s2ac.tracking import start_run
-    from s2ac.train import train
+    from s2ac.evaluation.evaluate import evaluate, log_evaluation
+    from s2ac.orchestration import stages as steps
+    from s2ac.registry.tracking import start_run
+    from s2ac.registry.versions import register
+    from s2ac.training.train import train
 
     out = Path(out)
     dataset = out / "data"
@@ -48,7 +48,7 @@ def run_local(
     steps.validate(str(dataset), str(out / "validation"), config)  # raises when it fails
     tuned = None
     if tune_first:
-        from s2ac.tune import tune
+        from s2ac.training.tune import tune
 
         log.info("[2b/5] Optuna sweep (%d trials, %d workers)", config.tune.n_trials, workers)
         result = tune(dataset, config, workers=workers)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from s2ac.bands import BAND_NAMES
-from s2ac.evaluate import write_comparison
-from s2ac.results import END, START, results_markdown, update_readme
+from s2ac.evaluation.evaluate import write_comparison
+from s2ac.evaluation.results import END, START, results_markdown, update_readme
 
 METHODS = ("pix2pix", "identity", "dos", "6s", "linear", "oracle")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from s2ac.bands import BAND_NAMES
-from s2ac.evaluate import read_evaluation
-from s2ac.report import PAPER_CAVEAT, losses, markdown
+from s2ac.evaluation.evaluate import read_evaluation
+from s2ac.evaluation.report import PAPER_CAVEAT, losses, markdown
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ROWS = ["ssim", "psnr", "rmse", "rmse_pooled"] + [

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from s2ac.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = {"main", "synth", "validate", "train", "evaluate", "tune", "register"}
 
 

@@ -29,8 +29,8 @@ from optuna.trial import TrialState
 from s2ac.config import Config, TuneConfig
 from s2ac.console import log
 from s2ac.errors import S2ACError
-from s2ac.tracking import set_experiment
-from s2ac.train import MONITOR, train
+from s2ac.registry.tracking import set_experiment
+from s2ac.training.train import MONITOR, train
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

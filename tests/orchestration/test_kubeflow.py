@@ -17,9 +17,9 @@ from mlflow.tracking import MlflowClient
 
 from fakes.kfp_api import FakeKfpApi, start
 from s2ac.config import PipelineConfig
-from s2ac.pipeline import COMPILED_DIR, NAMES, compile_pipelines
+from s2ac.orchestration.kubeflow import COMPILED_DIR, NAMES, compile_pipelines
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 from s2ac.config import Config, PipelineConfig
 from s2ac.errors import S2ACError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 COMPILED_DIR = REPO_ROOT / "pipelines" / "compiled"
 NAMES = ("training", "tuning")
 TOKEN_ENV = "KFP_TOKEN"  # bearer token for the KFP API; read from the environment, never printed

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from s2ac.config import Config, load_config
 from s2ac.data.synthetic import synthesize
-from s2ac.tune import PARENT_RUN_ATTR, open_study, tune
+from s2ac.training.tune import PARENT_RUN_ATTR, open_study, tune
 
 pytestmark = pytest.mark.slow
 

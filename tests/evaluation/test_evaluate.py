@@ -5,19 +5,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from s2ac.baselines import LinearMap
 from s2ac.config import DataConfig, EvaluateConfig
 from s2ac.data.synthetic import synthesize
-from s2ac.evaluate import (
+from s2ac.evaluation.baselines import LinearMap
+from s2ac.evaluation.evaluate import (
     baseline_methods,
     evaluate,
     read_evaluation,
     score_methods,
     side_by_side,
 )
-from s2ac.metrics import summarize
+from s2ac.evaluation.metrics import summarize
+from s2ac.evaluation.report import PAPER_CAVEAT
 from s2ac.physics.baselines import dark_object_subtraction
-from s2ac.report import PAPER_CAVEAT
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from s2ac.errors import InputDataError
 from s2ac.io.storage import exists, read_bytes
 from s2ac.model.devices import configure_precision, strategy
 from s2ac.model.pix2pix import Pix2Pix, build_pix2pix
-from s2ac.tracking import log_dataset, start_run
+from s2ac.registry.tracking import log_dataset, start_run
 
 LAST = "last.keras"
 STATE = "state.json"
@@ -126,7 +126,7 @@ class MlflowLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch + 1)
         if (epoch + 1) % self.figure_every == 0:
-            from s2ac.figures import sample_grid
+            from s2ac.evaluation.figures import sample_grid
 
             toa, truth = self.samples
             prediction = np.asarray(self.model.generator(toa, training=False))
@@ -150,8 +150,8 @@ def _log_outputs(
     model: Pix2Pix, history: dict[str, list[float]], example: np.ndarray, folder: Path
 ) -> Any:
     """Loss curves and the generator (pyfunc, signature + input example) to the active run."""
-    from s2ac.figures import loss_curves
-    from s2ac.pyfunc import log_generator
+    from s2ac.evaluation.figures import loss_curves
+    from s2ac.registry.pyfunc import log_generator
 
     mlflow.log_figure(loss_curves(history), "loss_curves.png")
     prediction = np.asarray(model.generator(example, training=False))

@@ -11,7 +11,7 @@ import pytest
 from s2ac.config import load_config
 from s2ac.data.synthetic import synthesize
 from s2ac.errors import InputDataError
-from s2ac.train import LAST, train
+from s2ac.training.train import LAST, train
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_train_logs_to_mlflow_and_resumes_exactly(dataset: Path, tmp_path: Path,
     assert run.inputs.dataset_inputs[0].dataset.digest
 
     # Kill a second run after its second epoch, then resume it.
-    import s2ac.train as training
+    import s2ac.training.train as training
 
     original = training.Checkpoint
     monkeypatch.setattr(

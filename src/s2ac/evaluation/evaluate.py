@@ -1,11 +1,12 @@
 """Evaluation of a model beside the five baselines on the ``test`` and ``ood`` splits.
 
-Every method is a batch function ``(toa, patch_ids) -> sr`` (:mod:`s2ac.baselines`); each is
-scored per image with :func:`s2ac.metrics.image_metrics`, summarised per split with
-:func:`s2ac.metrics.summarize` and reported like the paper's Tables 2 and 3. ``test`` shares the
-training data's scene and atmosphere distribution; ``ood`` shares neither, so a model that only
-learned the training scene shows it there. Both are scored separately and every output carries
-both (a split the dataset lacks is named, with the reason, in ``evaluation.json``).
+Every method is a batch function ``(toa, patch_ids) -> sr`` (:mod:`s2ac.evaluation.baselines`);
+each is scored per image with :func:`s2ac.evaluation.metrics.image_metrics`, summarised per split
+with :func:`s2ac.evaluation.metrics.summarize` and reported like the paper's Tables 2 and 3.
+``test`` shares the training data's scene and atmosphere distribution; ``ood`` shares neither,
+so a model that only learned the training scene shows it there. Both are scored separately and
+every output carries both (a split the dataset lacks is named, with the reason, in
+``evaluation.json``).
 
 The evaluation folder is written to a staging name and renamed, with ``evaluation.json`` (dataset
 digest, model, splits, the linear baseline's coefficients) as the record the registry checks.
@@ -25,7 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from s2ac.baselines import (
+from s2ac.config import EvaluateConfig
+from s2ac.console import log, track
+from s2ac.data.patches import iter_records, list_tfrecords
+from s2ac.errors import InputDataError
+from s2ac.evaluation.baselines import (
     ALL_BASELINES,
     NON_ORACLE,
     LinearMap,
@@ -34,12 +39,8 @@ from s2ac.baselines import (
     oracle_atmospheres,
     physics_method,
 )
-from s2ac.config import EvaluateConfig
-from s2ac.console import log, track
-from s2ac.data.patches import iter_records, list_tfrecords
-from s2ac.errors import InputDataError
+from s2ac.evaluation.metrics import aggregate, image_metrics, summarize
 from s2ac.io.storage import read_bytes
-from s2ac.metrics import aggregate, image_metrics, summarize
 
 MODEL_COLUMN = "pix2pix"
 EVALUATED_SPLITS = ("test", "ood")
@@ -159,7 +160,7 @@ def score_methods(
 
 
 def side_by_side(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One split's summary (:func:`s2ac.metrics.summarize`), one column per method."""
+    """One split's summary (:func:`s2ac.evaluation.metrics.summarize`), one column per method."""
     return pd.DataFrame({name: summarize(frame) for name, frame in scores.items()})
 
 
@@ -180,7 +181,7 @@ def load_generator(model: str | Path) -> Method:
 
     text = str(model)
     if "://" in text or text.startswith("models:/") or text.startswith("runs:/"):
-        import mlflow.pyfunc  # models are logged as pyfunc (s2ac.pyfunc.GeneratorModel)
+        import mlflow.pyfunc  # models are logged as pyfunc (s2ac.registry.pyfunc.GeneratorModel)
 
         pyfunc_model = mlflow.pyfunc.load_model(text)
         return lambda toa, ids: np.asarray(pyfunc_model.predict(toa))
@@ -216,8 +217,13 @@ def evaluate(
 ) -> Evaluation:
     """Score the model (if given) and the baselines on each split; write tables, figures,
     ``report.md`` and ``evaluation.json`` into ``out_dir`` (replaced as a whole)."""
-    from s2ac.figures import density_scatter, metric_histograms, rmse_by_band, sample_grid
-    from s2ac.report import write_report
+    from s2ac.evaluation.figures import (
+        density_scatter,
+        metric_histograms,
+        rmse_by_band,
+        sample_grid,
+    )
+    from s2ac.evaluation.report import write_report
 
     out = Path(out_dir)
     manifest = read_manifest(dataset_dir)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the physics and linear baselines, the comparison, its report and figures."""

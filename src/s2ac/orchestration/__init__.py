@@ -1,0 +1,1 @@
+"""Orchestration: one function per stage, the local run, and the Kubeflow pipelines."""

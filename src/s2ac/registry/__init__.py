@@ -1,0 +1,1 @@
+"""MLflow: tracking conventions, the model registry and the quality gate."""

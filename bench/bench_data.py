@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from s2ac.config import load_config
-from s2ac.data.patches import list_tfrecords, make_dataset
+from s2ac.data.input import make_dataset
 from s2ac.data.synthetic import synthesize
+from s2ac.data.tfrecord import list_tfrecords
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
 

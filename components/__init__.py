@@ -26,7 +26,7 @@ class Components:
     evaluate: Any
     open_study: Any
     tune_worker: Any
-    best_params: Any
+    best_overrides: Any
     gate: Any
     promote: Any
     record_status: Any
@@ -46,7 +46,7 @@ def build(image: str) -> Components:
         evaluate=make(evaluate.evaluate),
         open_study=make(tune.open_study),
         tune_worker=make(tune.tune_worker),
-        best_params=make(tune.best_params),
+        best_overrides=make(tune.best_overrides),
         gate=make(register.gate),
         promote=make(register.promote),
         record_status=make(status.record_status),

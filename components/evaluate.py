@@ -6,22 +6,24 @@ from kfp import dsl
 def evaluate(
     profile: str,
     overrides: list,
-    tracking_uri: str,
     run_id: str,
     dataset: dsl.Input[dsl.Dataset],
     model: dsl.Input[dsl.Model],
+    validation: dsl.Input[dsl.Artifact],
     evaluation: dsl.Output[dsl.Artifact],
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.Markdown],
 ) -> None:
-    """Score the model and the baselines on test and ood; log into training run ``run_id``."""
-    import os
+    """Score the model and the baselines; log them and the validation docs into run ``run_id``."""
+    import shutil
 
-    from s2ac.orchestration import stages as steps
+    from s2ac.evaluation.evaluate import headline_metrics
+    from s2ac.orchestration import stages
 
-    config = steps.config_for(profile, overrides, tracking_uri)
-    means = steps.evaluate(dataset.path, model.path, evaluation.path, run_id, config)
-    for name, value in means.items():
+    result = stages.evaluate(
+        stages.config_for(profile, overrides), dataset.path, f"{model.path}/best",
+        evaluation.path, run_id=run_id, validation_docs=validation.path,
+    )  # fmt: skip
+    for name, value in headline_metrics(result).items():
         metrics.log_metric(name, value)
-    with open(os.path.join(evaluation.path, "report.md")) as source, open(report.path, "w") as out:
-        out.write(source.read())
+    shutil.copyfile(result.report, report.path)

@@ -1,27 +1,14 @@
-"""Earth Engine → Cloud Storage export, assembled into a split dataset."""
+"""Earth Engine → Cloud Storage export, assembled into a split dataset.
+
+Region, dates, bucket and the rest are ``data.earthengine.*`` settings: give them as overrides
+(``data.earthengine.region=Kerala``), like every other setting."""
 
 from kfp import dsl
 
 
-def export(
-    profile: str,
-    overrides: list,
-    region: str,
-    start: str,
-    end: str,
-    max_cloud_percent: float,
-    bucket: str,
-    prefix: str,
-    n_images: int,
-    dataset: dsl.Output[dsl.Dataset],
-) -> str:
-    """Export L1C/L2A pairs for ``region`` and dates; returns the dataset digest."""
-    from s2ac.orchestration import stages as steps
+def export(profile: str, overrides: list, dataset: dsl.Output[dsl.Dataset]) -> str:
+    """Export L1C/L2A pairs and assemble them; returns the dataset digest."""
+    from s2ac.orchestration import stages
 
-    settings = {
-        "data.earthengine.region": region, "data.earthengine.start": start,
-        "data.earthengine.end": end, "data.earthengine.max_cloud_percent": max_cloud_percent,
-        "data.earthengine.bucket": bucket, "data.earthengine.prefix": prefix,
-        "data.earthengine.n_images": n_images,
-    }  # fmt: skip
-    return steps.export(dataset.path, steps.config_for(profile, overrides, settings=settings))
+    exported = stages.export(stages.config_for(profile, overrides), dataset.path)
+    return exported.dataset.digest

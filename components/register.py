@@ -6,25 +6,23 @@ from kfp import dsl
 def gate(
     profile: str,
     overrides: list,
-    tracking_uri: str,
     run_id: str,
     dataset: dsl.Input[dsl.Dataset],
     evaluation: dsl.Input[dsl.Artifact],
     decision: dsl.Output[dsl.Markdown],
 ) -> bool:
     """Register the run's model (alias challenger) and decide the quality gate: passed?"""
-    from s2ac.orchestration import stages as steps
+    from s2ac.orchestration import stages
 
-    config = steps.config_for(profile, overrides, tracking_uri)
-    result = steps.gate(run_id, evaluation.path, dataset.path, config)
-    with open(decision.path, "w") as file:
-        file.write(result["markdown"])
-    return result["passed"]
+    config = stages.config_for(profile, overrides)
+    registration = stages.gate(config, run_id, evaluation.path, dataset.path,
+                               decision_path=decision.path)  # fmt: skip
+    return registration.decision.passed
 
 
-def promote(profile: str, overrides: list, tracking_uri: str, run_id: str) -> bool:
+def promote(profile: str, overrides: list, run_id: str) -> bool:
     """Move champion to the version of training run ``run_id`` (refused if the champion changed
     since the gate decided)."""
-    from s2ac.orchestration import stages as steps
+    from s2ac.orchestration import stages
 
-    return steps.promote(run_id, steps.config_for(profile, overrides, tracking_uri))
+    return stages.promote(stages.config_for(profile, overrides), run_id)

@@ -4,15 +4,10 @@ from kfp import dsl
 
 
 def record_status(
-    profile: str,
-    overrides: list,
-    tracking_uri: str,
-    pipeline: str,
-    status: dsl.PipelineTaskFinalStatus,
+    profile: str, overrides: list, pipeline: str, status: dsl.PipelineTaskFinalStatus
 ) -> None:
     """Runs whatever happened inside the exit handler, failures included."""
-    from s2ac.orchestration import stages as steps
+    from s2ac.orchestration import stages
 
-    error = status.error_message or ""
-    config = steps.config_for(profile, overrides, tracking_uri)
-    steps.record_status(status.state, error, pipeline, config)
+    config = stages.config_for(profile, overrides)
+    stages.record_status(config, pipeline, status.state, status.error_message or "")

@@ -5,6 +5,6 @@ from kfp import dsl
 
 def synth(profile: str, overrides: list, dataset: dsl.Output[dsl.Dataset]) -> str:
     """Build TOA/SR pairs; returns the dataset digest (an input of later tasks' cache keys)."""
-    from s2ac.orchestration import stages as steps
+    from s2ac.orchestration import stages
 
-    return steps.synth(dataset.path, steps.config_for(profile, overrides))
+    return stages.synth(stages.config_for(profile, overrides), dataset.path).digest

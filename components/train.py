@@ -6,19 +6,14 @@ from kfp import dsl
 def train(
     profile: str,
     overrides: list,
-    tracking_uri: str,
     dataset_digest: str,
-    lambda_l1: float,
-    learning_rate: float,
-    epochs: int,
     dataset: dsl.Input[dsl.Dataset],
     model: dsl.Output[dsl.Model],
 ) -> str:
-    """Train on ``dataset``; checkpoints (``best/`` is the model) go into ``model``."""
-    from s2ac.orchestration import stages as steps
+    """Train on ``dataset``; checkpoints (``best/`` is the model) go into ``model``; a retried
+    task resumes from the last epoch's checkpoint."""
+    from s2ac.orchestration import stages
 
-    settings = {"train.lambda_l1": lambda_l1, "train.learning_rate": learning_rate,
-                "train.epochs": epochs}  # fmt: skip
-    config = steps.config_for(profile, overrides, tracking_uri, settings)
     model.metadata["dataset_digest"] = dataset_digest
-    return steps.train(dataset.path, model.path, config)
+    config = stages.config_for(profile, overrides)
+    return str(stages.train(config, dataset.path, model.path, resume=True).run_id)

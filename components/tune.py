@@ -1,56 +1,30 @@
-"""Optuna: create the shared study, run a worker on it, read its best parameters."""
+"""Optuna: create the shared study, run a worker on it, hand its best values to training.
 
-from typing import NamedTuple
+The study (name, storage, budget, ranges) is the ``tune.*`` section: overrides set it."""
 
 from kfp import dsl
 
 
-def open_study(
-    profile: str,
-    overrides: list,
-    tracking_uri: str,
-    storage: str,
-    n_trials: int,
-    lambda_l1_range: list,
-    learning_rate_range: list,
-) -> str:
+def open_study(profile: str, overrides: list) -> str:
     """Create the study and its MLflow parent run before the workers fan out."""
-    from s2ac.orchestration import stages as steps
+    from s2ac.orchestration import stages
 
-    settings = steps.study_settings(storage, n_trials, lambda_l1_range, learning_rate_range)
-    return steps.open_study(steps.config_for(profile, overrides, tracking_uri, settings))
+    return stages.open_study(stages.config_for(profile, overrides))
 
 
 def tune_worker(
-    profile: str,
-    overrides: list,
-    tracking_uri: str,
-    storage: str,
-    n_trials: int,
-    lambda_l1_range: list,
-    learning_rate_range: list,
-    worker: int,
-    parent_run_id: str,
+    profile: str, overrides: list, worker: int, parent_run_id: str,
     dataset: dsl.Input[dsl.Dataset],
-) -> str:
+) -> str:  # fmt: skip
     """Run trials of the shared study until its budget is spent; the trials this worker ran."""
-    from s2ac.orchestration import stages as steps
+    from s2ac.orchestration import stages
 
-    settings = steps.study_settings(storage, n_trials, lambda_l1_range, learning_rate_range)
-    config = steps.config_for(profile, overrides, tracking_uri, settings)
-    return ",".join(str(n) for n in steps.tune_worker(dataset.path, worker, config))
+    config = stages.config_for(profile, overrides)
+    return ",".join(str(n) for n in stages.tune_worker(config, dataset.path, worker))
 
 
-def best_params(profile: str, overrides: list, tracking_uri: str, storage: str) -> NamedTuple(
-    "Best", lambda_l1=float, learning_rate=float
-):
-    """The study's best λ and learning rate (logged to the parent run with the plots)."""
-    from collections import namedtuple
+def best_overrides(profile: str, overrides: list) -> list:
+    """``overrides`` followed by the study's best λ and learning rate: the training's overrides."""
+    from s2ac.orchestration import stages
 
-    from s2ac.orchestration import stages as steps
-
-    config = steps.config_for(profile, overrides, tracking_uri, {"tune.storage": storage})
-    best = steps.best_params(config)
-    return namedtuple("Best", ["lambda_l1", "learning_rate"])(
-        best["lambda_l1"], best["learning_rate"]
-    )
+    return stages.tuned_overrides(stages.config_for(profile, overrides), overrides)

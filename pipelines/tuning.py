@@ -1,5 +1,12 @@
 """The tuning pipeline: data → validate → Optuna workers in parallel on one study → train the
-best → evaluate → gate → promote if passed."""
+best → evaluate → gate → promote if passed.
+
+Parameters are ``profile`` and ``overrides`` only: the study is the ``tune.*`` section (on a
+cluster, ``tune.storage`` names the shared database, e.g.
+``postgresql+psycopg://optuna@postgres.s2ac.svc.cluster.local:5432/optuna``; its password comes
+from a Kubernetes secret). The best λ and learning rate reach training as overrides appended to
+the run's, the one way configuration travels.
+"""
 
 from typing import Any
 
@@ -30,38 +37,23 @@ def tuning_pipeline(c: Any, config: PipelineConfig) -> Any:
         "study, then the best configuration trained, evaluated and gated.",
     )
     def tuning(
-        profile: str = "small",
+        profile: str = "default",
         overrides: list = [],  # noqa: B006 - KFP pipeline parameters are declared this way
-        tracking_uri: str = "",
-        storage: str = "postgresql+psycopg://optuna@postgres.s2ac.svc.cluster.local:5432/optuna",
-        n_trials: int = 20,
-        workers: list = list(range(config.n_tune_workers)),  # noqa: B006
-        lambda_l1_range: list = [1.0, 1000.0],  # noqa: B006
-        learning_rate_range: list = [1e-5, 1e-3],  # noqa: B006
-        epochs: int = 100,
     ) -> None:
-        common = {"profile": profile, "overrides": overrides, "tracking_uri": tracking_uri}
-        study = {"storage": storage, "n_trials": n_trials, "lambda_l1_range": lambda_l1_range,
-                 "learning_rate_range": learning_rate_range}  # fmt: skip
-        data_args = {"profile": profile, "overrides": overrides}
-        synthesized = small(c.synth(**data_args))
+        common = {"profile": profile, "overrides": overrides}
+        synthesized = small(c.synth(**common))
         dataset, digest = synthesized.outputs["dataset"], synthesized.outputs["Output"]
-        checked = small(with_retries(c.validate(**data_args, dataset=dataset,
+        checked = small(with_retries(c.validate(**common, dataset=dataset,
                                                 dataset_digest=digest), config))  # fmt: skip
-        opened = _with_db_password(uncached(c.open_study(**common, **study))).after(checked)
+        opened = _with_db_password(uncached(c.open_study(**common))).after(checked)
+        workers = list(range(config.n_tune_workers))
         with dsl.ParallelFor(items=workers, parallelism=config.n_tune_workers) as worker:
             trials = on_gpu(_with_db_password(uncached(c.tune_worker(
-                **common, **study, worker=worker, parent_run_id=opened.output, dataset=dataset,
+                **common, worker=worker, parent_run_id=opened.output, dataset=dataset,
             ))), config)  # fmt: skip
-        best = _with_db_password(uncached(c.best_params(**common, storage=storage)))
+        best = _with_db_password(uncached(c.best_overrides(**common)))
         best.after(trials)  # fan-in: waits for every worker
-        downstream(  # validate again is a cache hit: same component, same inputs
-            **common,
-            dataset=dataset,
-            dataset_digest=digest,
-            epochs=epochs,
-            lambda_l1=best.outputs["lambda_l1"],
-            learning_rate=best.outputs["learning_rate"],
-        )
+        # validate again is a cache hit: same component, same inputs
+        downstream(profile=profile, overrides=best.output, dataset=dataset, dataset_digest=digest)
 
     return tuning

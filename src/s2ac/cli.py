@@ -4,21 +4,34 @@ function, print the result). Errors of type :class:`S2ACError` are printed witho
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
 from s2ac import __version__
-from s2ac.config import Config, available_profiles, dump_config, load_config
+from s2ac.config import (
+    Config,
+    available_profiles,
+    dump_config,
+    load_config,
+    overrides_from,
+    split_overrides,
+    with_changes,
+)
 from s2ac.console import console, log, setup_logging
 from s2ac.errors import S2ACError
 
 if TYPE_CHECKING:
     from s2ac.evaluation.evaluate import Evaluation
     from s2ac.registry.versions import Registration
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="s2ac",
@@ -38,7 +51,8 @@ pipeline_app = typer.Typer(
 app.add_typer(pipeline_app, name="pipeline")
 
 ProfileOpt = Annotated[
-    str, typer.Option("--profile", "-p", help="Config profile from configs/ (default, small).")
+    str,
+    typer.Option("--profile", "-p", help="Config profile from configs/ (default, small, demo)."),
 ]
 ConfigFileOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML file merged over the profile.")
@@ -47,11 +61,48 @@ OverrideOpt = Annotated[
     list[str] | None,
     typer.Option("--override", "-o", help="Dotted override, e.g. -o train.epochs=3 (repeatable)."),
 ]
+OverridesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--overrides",
+        help="Overrides as one string, shell-quoted: 'train.epochs=3 train.lambda_l1=50' "
+        "(MLproject parameters); applied before -o.",
+    ),
+]
 
 
-def build_config(profile: str, config_file: Path | None, overrides: list[str] | None) -> Config:
-    """The one place the CLI turns options into a :class:`Config`."""
-    return load_config(profile, config_file, overrides or [])
+def with_config(default_profile: str = "default") -> Callable[[F], F]:
+    """The configuration options, written once: adds ``--profile``, ``--config``, ``-o`` and
+    ``--overrides`` to a command and passes the resolved :class:`Config` as its ``cfg``
+    argument. Resolution order, later wins: defaults, profile, file, ``--overrides``, ``-o``."""
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for name, p in signature.parameters.items() if name != "cfg"]
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        options = [
+            inspect.Parameter("profile", keyword, default=default_profile, annotation=ProfileOpt),
+            inspect.Parameter("config_file", keyword, default=None, annotation=ConfigFileOpt),
+            inspect.Parameter("override", keyword, default=None, annotation=OverrideOpt),
+            inspect.Parameter("overrides", keyword, default=None, annotation=OverridesOpt),
+        ]
+
+        @functools.wraps(func)
+        def command(
+            *args: Any,
+            profile: str,
+            config_file: Path | None,
+            override: list[str] | None,
+            overrides: str | None,
+            **kwargs: Any,
+        ) -> Any:
+            given = [*split_overrides(overrides), *(override or [])]
+            return func(*args, cfg=load_config(profile, config_file, given), **kwargs)
+
+        command.__signature__ = signature.replace(parameters=[*own, *options])  # type: ignore[attr-defined]
+        return command  # type: ignore[return-value]
+
+    return decorate
 
 
 def _version(value: bool) -> None:
@@ -73,13 +124,13 @@ def main(
 
 
 @config_app.command("show")
+@with_config()
 def config_show(
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Print the effective configuration as YAML (loadable again with --config)."""
-    typer.echo(dump_config(build_config(profile, config, override)), nl=False)
+    typer.echo(dump_config(cfg), nl=False)
 
 
 @config_app.command("profiles")
@@ -142,56 +193,54 @@ def data_embedded_scene(
 
 
 @data_app.command("synth")
+@with_config()
 def data_synth(
     out: Annotated[
         Path | None, typer.Option("--out", help="Dataset folder (default: data.out_dir).")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (data.seed).")] = None,
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Build TOA/SR pairs from the real Sentinel-2 scene under sampled 6S atmospheres."""
-    from s2ac.data.synthetic import synthesize
+    from s2ac.orchestration import stages
 
-    cfg = build_config(profile, config, override)
-    data = cfg.data if seed is None else cfg.data.model_copy(update={"seed": seed})
-    manifest = synthesize(out or Path(data.out_dir), data)
-    typer.echo(str(manifest))
+    cfg = cfg if seed is None else with_changes(cfg, {"data.seed": seed})
+    dataset = stages.synth(cfg, out or Path(cfg.data.out_dir))
+    typer.echo(f"{dataset.path}/manifest.json")
 
 
 @data_app.command("validate")
+@with_config()
 def data_validate(
     dataset: Annotated[str, typer.Argument(help="Dataset folder (manifest.json + splits).")],
     docs: Annotated[
         Path | None, typer.Option("--docs", help="Where to write the GX data docs (HTML).")
     ] = None,
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Run the Great Expectations suite; exit 1 with a readable summary when it fails."""
-    from s2ac.data.validation import format_report, validate_dataset
+    from s2ac.data.validation import format_report
+    from s2ac.orchestration import stages
 
-    cfg = build_config(profile, config, override)
-    report = validate_dataset(dataset, docs, min_finite_share=1.0 - cfg.data.max_nonfinite_fraction)
+    report = stages.validate(cfg, dataset, docs, require_pass=False)
     console.print(format_report(report), highlight=False)
     if not report.passed:
         raise typer.Exit(1)
 
 
 @data_app.command("baseline")
+@with_config()
 def data_baseline(
     dataset: Annotated[str, typer.Argument(help="Dataset folder (manifest.json + splits).")],
     split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Identity baseline (TOA taken as SR): the floor every model must beat."""
     from s2ac.evaluation.evaluate import identity_baseline
 
-    cfg = build_config(profile, config, override)
     table = identity_baseline(dataset, split, cfg.evaluate)
     console.print(table.round(4).to_string(), highlight=False)
     console.print(
@@ -203,6 +252,7 @@ def data_baseline(
 
 
 @data_app.command("export")
+@with_config()
 def data_export(
     region: Annotated[
         str | None,
@@ -232,60 +282,48 @@ def data_export(
         str | None,
         typer.Option("--assemble", help="Then build a dataset here (see `s2ac data assemble`)."),
     ] = None,
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Export Sentinel-2 L1C/L2A pairs from Earth Engine to gs://bucket/prefix (resumable)."""
-    import json
-    import os
-
-    from s2ac.data.earthengine import connect, with_environment
-    from s2ac.data.ee_export import fetch_chips, format_plan, plan_export, run_export
+    from s2ac.orchestration import stages
 
     options = {"region": region, "start": start, "end": end, "bucket": bucket, "prefix": prefix,
                "n_images": n_images, "file_format": file_format, "project": project}  # fmt: skip
-    given = [f"data.earthengine.{k}={json.dumps(v)}" for k, v in options.items() if v is not None]
-    cfg = build_config(profile, config, [*(override or []), *given])
-    ee_cfg = with_environment(cfg.data.earthengine, os.environ)
-    client = connect(ee_cfg)
-    plan = plan_export(client, ee_cfg, seed=cfg.data.seed, patch_size=cfg.data.patch_size)
-    typer.echo(format_plan(plan, ee_cfg))
+    given = {f"data.earthengine.{k}": v for k, v in options.items() if v is not None}
+    cfg = with_changes(cfg, given) if given else cfg
+    exported = stages.export(cfg, assemble, dry_run=dry_run, chips_dir=chips)
+    typer.echo(exported.plan)
     if dry_run:
         typer.echo("dry run: no task started")
     elif chips:
-        written = fetch_chips(client, plan.tasks, chips, ee_cfg)
-        typer.echo(f"{len(written)} chips written to {chips}")
-    else:
-        report = run_export(client, plan, ee_cfg)
+        typer.echo(f"{len(exported.chips)} chips written to {chips}")
+    elif exported.report is not None:
+        report = exported.report
         typer.echo(
             f"{report.succeeded} exports finished ({report.started} started, {report.adopted} "
-            f"already running, {report.skipped} already exported); files in "
-            f"gs://{ee_cfg.bucket}/{ee_cfg.prefix.strip('/')}/"
+            f"already running, {report.skipped} already exported); files in {exported.location}/"
         )
-        if assemble:
-            from s2ac.data.assemble import assemble_dataset
-
-            export = f"gs://{ee_cfg.bucket}/{ee_cfg.prefix.strip('/')}"
-            typer.echo(assemble_dataset(export, assemble, cfg.data))
+        if exported.dataset is not None:
+            typer.echo(f"{exported.dataset.path}/manifest.json")
 
 
 @data_app.command("assemble")
+@with_config()
 def data_assemble(
     export: Annotated[str, typer.Argument(help="Export folder: gs://bucket/prefix or local.")],
     out: Annotated[str, typer.Option("--out", help="Dataset folder or gs:// prefix.")],
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Split an Earth Engine export by location into train/val/test shards with a manifest."""
-    from s2ac.data.assemble import assemble_dataset
+    from s2ac.orchestration import stages
 
-    cfg = build_config(profile, config, override)
-    typer.echo(assemble_dataset(export, out, cfg.data))
+    typer.echo(f"{stages.assemble(cfg, export, out).path}/manifest.json")
 
 
 @app.command("train")
+@with_config()
 def train_command(
     dataset: Annotated[str, typer.Argument(help="Dataset folder or gs:// prefix.")],
     checkpoints: Annotated[
@@ -294,15 +332,13 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last epoch's checkpoint.")
     ] = False,
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Train pix2pix (early stopping, checkpoints every epoch, MLflow tracking)."""
-    from s2ac.training.train import train
+    from s2ac.orchestration import stages
 
-    result = train(dataset, build_config(profile, config, override), checkpoint_dir=checkpoints,
-                   resume=resume)  # fmt: skip
+    result = stages.train(cfg, dataset, checkpoints, resume=resume)
     typer.echo(
         f"{result.epochs_completed} epochs, {result.steps} steps"
         f"{' (stopped early)' if result.stopped_early else ''}; checkpoints in "
@@ -311,6 +347,7 @@ def train_command(
 
 
 @app.command("evaluate")
+@with_config()
 def evaluate_command(
     dataset: Annotated[str, typer.Argument(help="Dataset folder or gs:// prefix.")],
     model: Annotated[
@@ -328,19 +365,14 @@ def evaluate_command(
         str | None,
         typer.Option("--run-id", help="Log into this MLflow run (e.g. the training run)."),
     ] = None,
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Score the model beside identity, dos, 6s, linear and oracle on test and ood; report it."""
-    from s2ac.evaluation.evaluate import EVALUATED_SPLITS, evaluate, log_evaluation
-    from s2ac.registry.tracking import start_run
+    from s2ac.orchestration import stages
 
-    cfg = build_config(profile, config, override)
-    result = evaluate(dataset, model, cfg.evaluate, out, split or EVALUATED_SPLITS)
+    result = stages.evaluate(cfg, dataset, model, out, run_id=run_id, splits=split)
     print_comparison(result)
-    with start_run(cfg.registry, run_id=run_id, run_name=None if run_id else "evaluate"):
-        log_evaluation(result)
     typer.echo(f"report: {result.report}")
 
 
@@ -377,6 +409,7 @@ def results_command(
 
 
 @app.command("tune")
+@with_config()
 def tune_command(
     dataset: Annotated[str, typer.Argument(help="Dataset folder or gs:// prefix.")],
     n_trials: Annotated[
@@ -397,17 +430,16 @@ def tune_command(
     best_config: Annotated[
         Path, typer.Option("--best-config", help="Write the config with the best values here.")
     ] = Path("out/tune/best.yaml"),
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Optuna sweep of lambda and learning rate (pruning, shared resumable study, MLflow runs)."""
-    from s2ac.training.tune import tune
+    from s2ac.orchestration import stages
 
-    cfg = build_config(profile, config, override)
     options = {"n_trials": n_trials, "timeout_s": timeout, "study_name": study, "storage": storage}
-    cfg.tune = cfg.tune.model_copy(update={k: v for k, v in options.items() if v is not None})
-    result = tune(dataset, cfg, workers=workers, timeout_s=timeout)
+    given = {f"tune.{k}": v for k, v in options.items() if v is not None}
+    cfg = with_changes(cfg, given) if given else cfg
+    result = stages.tune(cfg, dataset, workers=workers, best_config=best_config)
     table = Table(title=f"study {result.study_name}: best trial value {result.best_value:.5f}")
     for column in ("trial", "state", "val L1", *result.best_params):
         table.add_column(column, justify="right")
@@ -416,15 +448,12 @@ def tune_command(
         params = [f"{trial['params'].get(k, float('nan')):.4g}" for k in result.best_params]
         table.add_row(str(trial["number"]), trial["state"].lower(), value, *params)
     console.print(table)
-    best_config.parent.mkdir(parents=True, exist_ok=True)
-    temporary = best_config.with_suffix(".tmp")
-    temporary.write_text(dump_config(result.config))
-    temporary.replace(best_config)
     typer.echo(f"best {result.best_params}; config: {best_config}; MLflow parent run "
                f"{result.parent_run_id}")  # fmt: skip
 
 
 @app.command("run")
+@with_config()
 def run_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for every stage's output.")] = Path(
         "out/run"
@@ -433,16 +462,14 @@ def run_command(
         bool, typer.Option("--tune", help="Run the Optuna sweep first and train its best.")
     ] = False,
     workers: Annotated[int, typer.Option("--workers", help="Tuning processes.")] = 1,
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """The whole local pipeline: synth, validate, [tune], train, evaluate, register + gate."""
-    from s2ac.orchestration.local import run_local
+    from s2ac.orchestration.local import run
     from s2ac.registry.tracking import tracking_uri
 
-    cfg = build_config(profile, config, override)
-    result = run_local(cfg, out, tune_first=with_tune, workers=workers)
+    result = run(cfg, out, tune_first=with_tune, workers=workers)
     print_comparison(result.evaluation)
     print_gate(result.registration)
     uri, name = tracking_uri(cfg.registry), result.registration.name
@@ -484,6 +511,7 @@ def print_gate(registration: Registration) -> None:
 
 
 @app.command("register")
+@with_config()
 def register_command(
     dataset: Annotated[str, typer.Argument(help="Dataset the model was evaluated on.")],
     run_id: Annotated[str, typer.Option("--run-id", help="The training run (logged the model).")],
@@ -491,15 +519,13 @@ def register_command(
         str,
         typer.Option("--evaluation", help="Folder written by `s2ac evaluate`."),
     ] = "out/evaluation",
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Register the run's model (alias challenger) and promote it to champion if the gate passes."""
-    from s2ac.registry.versions import register
+    from s2ac.orchestration import stages
 
-    result = register(run_id, evaluation, dataset, build_config(profile, config, override))
-    print_gate(result)
+    print_gate(stages.gate(cfg, run_id, evaluation, dataset, promote=True))
 
 
 @physics_app.command("build-lut")
@@ -517,6 +543,7 @@ def physics_build_lut(
 
 
 @pipeline_app.command("compile")
+@with_config()
 def pipeline_compile(
     out: Annotated[
         Path | None, typer.Option("--out", help="Folder (default: pipelines/compiled).")
@@ -524,18 +551,14 @@ def pipeline_compile(
     image: Annotated[
         str | None, typer.Option("--image", help="Project image (pipeline.image).")
     ] = None,
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
     """Compile the training and tuning pipelines to YAML (checked in; a test compares them)."""
     from s2ac.orchestration.kubeflow import COMPILED_DIR, compile_pipelines
 
-    cfg = build_config(profile, config, override)
-    pipeline_cfg = (
-        cfg.pipeline if image is None else cfg.pipeline.model_copy(update={"image": image})
-    )
-    for path in compile_pipelines(pipeline_cfg, out or COMPILED_DIR):
+    cfg = cfg if image is None else with_changes(cfg, {"pipeline.image": image})
+    for path in compile_pipelines(cfg.pipeline, out or COMPILED_DIR):
         typer.echo(str(path))
 
 
@@ -558,50 +581,59 @@ ParamOpt = Annotated[
 
 
 @pipeline_app.command("run-local")
+@with_config("small")
 def pipeline_run_local(
     workdir: Annotated[Path, typer.Option("--workdir", help="Pipeline root and outputs.")] = Path(
         "out/kfp-local"
     ),
     param: ParamOpt = None,
-    profile: ProfileOpt = "small",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
-    """Run the training pipeline end to end here with kfp.local (each task a subprocess)."""
-    from s2ac.orchestration.kubeflow import run_local
+    """Run the training pipeline end to end here with kfp.local (each task a subprocess).
+
+    The tasks get this command's profile and overrides, plus the MLflow tracking URI resolved
+    here, as the pipeline's ``profile`` and ``overrides``."""
+    from s2ac.orchestration.kubeflow import run_with_kfp_local
     from s2ac.registry.tracking import sqlite_artifact_root, tracking_uri
 
-    cfg = build_config(profile, config, override)
     uri = tracking_uri(cfg.registry)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_absolute():
         uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())  # tasks' cwd
-    arguments = {"profile": profile, "overrides": list(override or []), "tracking_uri": uri}
-    run_local(cfg, workdir, arguments | _parameters(param))
+    arguments = {
+        "profile": cfg.profile,
+        "overrides": [*overrides_from(cfg), f"registry.tracking_uri={uri}"],
+    }
+    run_with_kfp_local(cfg, workdir, arguments | _parameters(param))
     artifacts = sqlite_artifact_root(uri)
     where = f"{uri} (artifacts {artifacts})" if artifacts else uri
     console.print(f"pipeline finished; outputs in {workdir}/pipeline-root; MLflow: {where}")
 
 
 @pipeline_app.command("submit")
+@with_config()
 def pipeline_submit(
     host: Annotated[
         str, typer.Option("--host", help="KFP API endpoint, e.g. https://kfp.example.")
     ],
     experiment: Annotated[str | None, typer.Option("--experiment", help="KFP experiment.")] = None,
     name: Annotated[str, typer.Option("--pipeline", help="training or tuning.")] = "training",
+    package: Annotated[
+        Path | None,
+        typer.Option("--package", help="Compiled spec to submit (default: the checked-in one)."),
+    ] = None,
     param: ParamOpt = None,
-    profile: ProfileOpt = "default",
-    config: ConfigFileOpt = None,
-    override: OverrideOpt = None,
+    *,
+    cfg: Config,
 ) -> None:
-    """Upload the pipeline and start a run (bearer token from KFP_TOKEN, never printed)."""
+    """Submit the checked-in compiled pipeline and start a run (bearer token from KFP_TOKEN,
+    never printed): the pipeline is created once, later submits add a version."""
     from s2ac.orchestration.kubeflow import submit
 
-    cfg = build_config(profile, config, override)
-    ids = submit(
-        cfg.pipeline, host, experiment or cfg.pipeline.experiment, _parameters(param), name
-    )
-    typer.echo(f"uploaded pipeline {ids['pipeline_id']}; started run {ids['run_id']} on {host}")
+    arguments = {"profile": cfg.profile, "overrides": overrides_from(cfg)} | _parameters(param)
+    ids = submit(host, experiment or cfg.pipeline.experiment, arguments, name, package)
+    typer.echo(f"pipeline {ids['pipeline_id']} version {ids['version_id']}; started run "
+               f"{ids['run_id']} on {host}")  # fmt: skip
 
 
 def run() -> None:

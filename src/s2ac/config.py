@@ -9,8 +9,9 @@ demo/test scale). Resolution order, later wins: defaults, profile, ``--config FI
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,6 +21,7 @@ from s2ac.errors import ConfigError
 _PACKAGED = Path(__file__).resolve().parent / "configs"  # wheel installs (container image)
 CONFIG_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_PROFILE = "default"
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -313,6 +315,49 @@ def load_config(
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, " + ".join(sources))) from None
+
+
+def split_overrides(text: str | None) -> list[str]:
+    """``"train.epochs=3 data.earthengine.region='Kerala, Goa'"`` as a list of overrides (shell
+    quoting), for callers that pass them as one string (MLproject parameters)."""
+    import shlex
+
+    return shlex.split(text or "")
+
+
+def with_changes(config: M, changes: dict[str, Any]) -> M:
+    """A validated copy of ``config`` (the whole config or one section) with dotted ``changes``
+    (``{"tune.n_trials": 5}``). Unlike ``model_copy(update=...)``, every value is validated, and
+    an error names the key."""
+    raw: dict[str, Any] = config.model_dump()
+    for key, value in changes.items():
+        nested: dict[str, Any] = {}
+        cursor = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = value
+        raw = _deep_merge(raw, nested)
+    try:
+        return type(config).model_validate(raw)
+    except ValidationError as exc:
+        source = ", ".join(f"{key}={value!r}" for key, value in changes.items())
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _leaves(a: Any, b: Any, prefix: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(dict.fromkeys([*a, *b]))
+        return [line for k in keys for line in _leaves(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix.rstrip('.')}={json.dumps(b)}"]
+
+
+def overrides_from(config: Config, config_dir: Path = CONFIG_DIR) -> list[str]:
+    """The dotted overrides that turn ``config``'s profile into ``config``:
+    ``load_config(config.profile, overrides=overrides_from(config)) == config``. This is how a
+    config resolved here (profile, file, overrides) is handed to a Kubeflow run."""
+    base = load_config(config.profile, config_dir=config_dir).model_dump(mode="json")
+    return _leaves(base, config.model_dump(mode="json"), "")
 
 
 def dump_config(config: Config) -> str:

@@ -17,9 +17,10 @@ from fakes.ee_fixtures import ee_fake_fixture, ee_key_fixture, ee_server_fixture
 from s2ac.cli import app
 from s2ac.config import DataConfig, EarthEngineConfig
 from s2ac.data import assemble as A
-from s2ac.data import earthengine as E
-from s2ac.data import ee_export as X
-from s2ac.data.patches import iter_records, list_tfrecords, make_dataset, write_tfrecord
+from s2ac.data.earthengine import client as C
+from s2ac.data.earthengine import export as X
+from s2ac.data.input import make_dataset
+from s2ac.data.tfrecord import iter_records, list_tfrecords, write_tfrecord
 from s2ac.data.validation import format_report, validate_dataset
 from s2ac.errors import InputDataError
 from s2ac.io import storage
@@ -284,7 +285,7 @@ def india_export(ee_fake, ee_key, gcs_prefix) -> str:
                             start="2023-10-01", end="2023-12-31", n_images=12, bucket=bucket,
                             prefix=f"{folder}export", patches_per_side=PER_SIDE,
                             poll_initial_s=1.0, poll_max_s=1.0)  # fmt: skip
-    client = E.connect(cfg, sleep=lambda seconds: None)
+    client = C.connect(cfg, sleep=lambda seconds: None)
     plan = X.plan_export(client, cfg, seed=0, patch_size=SIZE)
     assert X.run_export(client, plan, cfg).succeeded == 12
     return f"{gcs_prefix}export"

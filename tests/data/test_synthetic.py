@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from s2ac.config import DataConfig
-from s2ac.data.patches import iter_records
 from s2ac.data.synthetic import (
     ALL_SPLITS,
     OOD_SPLIT,
@@ -15,6 +14,7 @@ from s2ac.data.synthetic import (
     split_strips,
     synthesize,
 )
+from s2ac.data.tfrecord import iter_records
 from s2ac.physics.lut import Atmosphere, Lut
 
 CONFIG = DataConfig(n_patches=10, patch_size=64, split_buffer_px=32, seed=3, noise_std=0.0005)

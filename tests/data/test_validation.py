@@ -1,4 +1,5 @@
-"""Data validation: the clean dataset passes; each corruption fails its named expectation."""
+"""Data validation (and the per-patch statistics it runs on): the clean dataset passes; each
+corruption fails its named expectation."""
 
 from __future__ import annotations
 
@@ -11,13 +12,8 @@ import numpy as np
 import pytest
 
 from s2ac.bands import BAND_NAMES
-from s2ac.data.validation import (
-    STAT_COLUMNS,
-    ValidationReport,
-    format_report,
-    patch_statistics,
-    validate_dataset,
-)
+from s2ac.data.statistics import STAT_COLUMNS, patch_statistics
+from s2ac.data.validation import ValidationReport, format_report, validate_dataset
 from s2ac.errors import InputDataError
 
 SIZE = 32

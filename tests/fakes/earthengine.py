@@ -537,7 +537,7 @@ class FakeEarthEngine:
         raise ValueError("the fake found no export dimensions in the expression")
 
     def _run_export(self, request: dict[str, Any]) -> list[str]:
-        from s2ac.data.patches import write_tfrecord
+        from s2ac.data.tfrecord import write_tfrecord
         from s2ac.io import storage
 
         options = request["fileExportOptions"]
@@ -565,7 +565,7 @@ class FakeEarthEngine:
         return [uri]
 
     def compute_pixels(self, body: dict[str, Any]) -> bytes:
-        from s2ac.data.patches import SR_KEYS, TOA_KEYS
+        from s2ac.data.tfrecord import SR_KEYS, TOA_KEYS
 
         dims = body["grid"]["dimensions"]
         width, height = int(dims["width"]), int(dims["height"])

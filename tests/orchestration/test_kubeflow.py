@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from fakes.kfp_api import FakeKfpApi, start
 from s2ac.config import PipelineConfig
+from s2ac.orchestration import stages
 from s2ac.orchestration.kubeflow import COMPILED_DIR, NAMES, compile_pipelines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +80,69 @@ def test_training_spec_resources_retries_caching_and_gate(compiled):
     exit_task = tasks["record-status"]
     assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     # The dataset digest feeds the later tasks, so their cache keys change with the data.
-    assert "dataset_digest" in spec["components"]["comp-train"]["inputDefinitions"]["parameters"]
+    train_inputs = spec["components"]["comp-train"]["inputDefinitions"]["parameters"]
+    assert set(train_inputs) == {"profile", "overrides", "dataset_digest"}
+    # Configuration travels one way: a profile and overrides, never defaults that beat them.
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"source", "profile", "overrides"}
+
+
+def _flatten(spec: dict, dag: dict) -> list[str]:
+    """Task names of ``dag`` in dependency order, sub-DAGs (conditions, nested pipelines)
+    expanded in place."""
+    tasks = dag["tasks"]
+    depth: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in depth:
+            inputs = json.dumps(tasks[name].get("inputs", {}))
+            upstream = [d for d in tasks[name].get("dependentTasks", []) if d in tasks]
+            upstream += [d for d in tasks if f'"producerTask": "{d}"' in inputs]
+            depth[name] = 1 + max((level(d) for d in upstream), default=0)
+        return depth[name]
+
+    ordered: list[str] = []
+    for name in sorted(tasks, key=level):
+        component = spec["components"][tasks[name]["componentRef"]["name"]]
+        ordered += _flatten(spec, component["dag"]) if "dag" in component else [name]
+    return ordered
+
+
+def _order(spec: dict) -> list[str]:
+    """The training chain's stages in the order the compiled spec runs them."""
+    stage_of = {"export": "data", "synth": "data", "validate": "validate", "train": "train",
+                "evaluate": "evaluate", "gate": "gate", "promote": "promote"}  # fmt: skip
+    names = [re.sub(r"-\d+$", "", name) for name in _flatten(spec, spec["root"]["dag"])]
+    return list(dict.fromkeys(stage_of[n] for n in names if n in stage_of))
+
+
+def test_training_pipeline_and_local_run_share_the_stage_order(compiled, monkeypatch, tmp_path):
+    assert _order(_spec(compiled["training"])) == list(stages.TRAINING_ORDER)
+    called: list[str] = []
+
+    class Registration:
+        decision = type("D", (), {"passed": True})()
+
+    def record(stage, value=None):
+        def call(*args, **kwargs):
+            called.append(stage)
+            return value
+
+        return call
+
+    result = type("R", (), {"run_id": "r", "checkpoint_dir": tmp_path, "path": "d"})()
+    for name, stage, value in [("synth", "data", result), ("validate", "validate", None),
+                               ("train", "train", result), ("evaluate", "evaluate", None),
+                               ("gate", "gate", Registration()), ("promote", "promote", True),
+                               ("promoted", None, Registration())]:  # fmt: skip
+        if stage:
+            monkeypatch.setattr(stages, name, record(stage, value))
+        else:
+            monkeypatch.setattr(stages, name, lambda registration, moved: registration)
+    from s2ac.config import Config
+    from s2ac.orchestration.local import run
+
+    run(Config(), tmp_path)
+    assert called == list(stages.TRAINING_ORDER)
 
 
 def test_tuning_spec_fans_out_workers_on_one_study(compiled):
@@ -86,15 +150,17 @@ def test_tuning_spec_fans_out_workers_on_one_study(compiled):
     tasks = _tasks(spec)
     loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "iteratorPolicy" in t)
     assert loop["iteratorPolicy"]["parallelismLimit"] == PipelineConfig().n_tune_workers
-    assert tasks["best-params"]["dependentTasks"] == [
+    assert tasks["best-overrides"]["dependentTasks"] == [
         next(n for n, t in spec["root"]["dag"]["tasks"].items() if "iteratorPolicy" in t)
     ]
     secrets = json.dumps(_platform(compiled["tuning"]))
     assert "s2ac-optuna" in secrets and "PGPASSWORD" in secrets  # a reference, not a value
     downstream = spec["root"]["dag"]["tasks"]["validate-train-gate"]["inputs"]["parameters"]
-    assert downstream["lambda_l1"]["taskOutputParameter"] == {
-        "outputParameterKey": "lambda_l1", "producerTask": "best-params",
+    # the tuned values reach training as the run's overrides plus the best values
+    assert downstream["overrides"]["taskOutputParameter"] == {
+        "outputParameterKey": "Output", "producerTask": "best-overrides",
     }  # fmt: skip
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"profile", "overrides"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -103,45 +169,76 @@ def test_compiled_specs_hold_no_credentials_or_local_paths(compiled, name):
     for forbidden in ("/work/", "/tmp/", "/home/", "sqlite:", "127.0.0.1", "BEGIN PRIVATE KEY",
                       "Bearer", "token", "password=", ":5432/optuna@"):  # fmt: skip
         assert forbidden not in text, forbidden
-    assert "postgresql+psycopg://optuna@postgres" in text or name == "training"
 
 
-def test_submit_uploads_and_starts_a_run(tmp_path):
+def _submit(url: str, token: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "s2ac", "pipeline", "submit", "--host", url, "--experiment",
+         "s2ac-test", "--profile", "small", *args],
+        capture_output=True, text=True, timeout=300,
+        env=os.environ | {"KFP_TOKEN": token, "NO_PROXY": "127.0.0.1"},
+    )  # fmt: skip
+
+
+def test_submit_sends_the_checked_in_spec_once_then_new_versions(tmp_path):
     api = FakeKfpApi()
     server, url = start(api)
     token = "test-token-4f1c9e"
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "s2ac", "pipeline", "submit", "--host", url, "--experiment",
-             "s2ac-test", "-P", "epochs=3", "-P", "source=synth"],
-            capture_output=True, text=True, timeout=300,
-            env=os.environ | {"KFP_TOKEN": token, "NO_PROXY": "127.0.0.1"},
-        )  # fmt: skip
+        first = _submit(url, token, "-o", "train.epochs=4", "-P", "source=synth")
+        second = _submit(url, token)
+        tuning = _submit(url, token, "--pipeline", "tuning")
+        submitted = list(api.requests)
+        # the stand-in refuses a duplicate pipeline name, as KFP does
+        import kfp
+
+        client = kfp.Client(host=url)
+        with pytest.raises(Exception, match=r"409|already exists"):
+            client.upload_pipeline(str(COMPILED_DIR / "training.yaml"), "s2ac-training")
     finally:
         server.shutdown()
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert token not in result.stdout + result.stderr
-    calls = [(r.method, r.path.split("?")[0]) for r in api.requests]
-    assert ("POST", "/apis/v2beta1/pipelines/upload") in calls
-    assert calls[-1] == ("POST", "/apis/v2beta1/runs")
-    for request in api.requests:
+    for result in (first, second, tuning):
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert token not in result.stdout + result.stderr
+        assert "started run run-" in result.stdout
+    assert sorted(p["display_name"] for p in api.pipelines.values()) == [
+        "s2ac-training", "s2ac-tuning",
+    ]  # fmt: skip
+    training = next(p for p in api.pipelines.values() if p["display_name"] == "s2ac-training")
+    versions = [v for v in api.versions.values() if v["pipeline_id"] == training["pipeline_id"]]
+    assert len(versions) == 2  # created once, then a new version
+    uploads = [r for r in api.requests if r.path.startswith("/apis/v2beta1/pipelines/upload")]
+    checked_in = (COMPILED_DIR / "training.yaml").read_bytes()
+    assert checked_in in uploads[0].body and checked_in in uploads[1].body
+    assert uploads[1].path.startswith("/apis/v2beta1/pipelines/upload_version")
+    for request in submitted:
         headers = {k.lower(): v for k, v in request.headers.items()}
         assert headers.get("authorization") == f"Bearer {token}", request.path
-    upload = next(r for r in api.requests if r.path.startswith("/apis/v2beta1/pipelines/upload"))
-    assert b"pipelineInfo:" in upload.body and b"name: s2ac-training" in upload.body
-    experiment = json.loads(
-        next(
-            r.body
-            for r in api.requests
-            if r.method == "POST" and r.path == "/apis/v2beta1/experiments"
-        )
-    )
+    assert len(api.experiments) == 1
+    [experiment] = api.experiments.values()
     assert experiment["display_name"] == "s2ac-test"
-    run = json.loads(api.requests[-1].body)
-    assert run["runtime_config"]["parameters"] == {"epochs": 3, "source": "synth"}
-    assert run["pipeline_spec"]["pipelineInfo"]["name"] == "s2ac-training"
-    assert run["experiment_id"].startswith("exp-")
-    assert "started run run-" in result.stdout
+    run_one, run_two, run_tuning = api.runs
+    assert run_one["runtime_config"]["parameters"] == {
+        "profile": "small", "overrides": ["train.epochs=4"], "source": "synth",
+    }  # fmt: skip
+    assert run_two["runtime_config"]["parameters"] == {"profile": "small", "overrides": []}
+    assert (
+        run_two["pipeline_version_reference"]["pipeline_version_id"]
+        == versions[1]["pipeline_version_id"]
+    )
+    assert run_tuning["experiment_id"] == experiment["experiment_id"]
+
+
+def test_submit_refuses_unknown_parameters_before_any_request(tmp_path):
+    api = FakeKfpApi()
+    server, url = start(api)
+    try:
+        result = _submit(url, "t", "-P", "epochs=3")
+    finally:
+        server.shutdown()
+    assert result.returncode == 2
+    assert "unknown pipeline parameter 'epochs'" in " ".join(result.stderr.split())
+    assert not api.requests
 
 
 @pytest.mark.slow
@@ -151,7 +248,7 @@ def test_run_local_trains_gates_and_promotes(tmp_path):
         sys.executable, "-m", "s2ac", "pipeline", "run-local", "--workdir", str(tmp_path / "wd"),
         "--profile", "small", "-o", "data.n_patches=16", "-o", "train.epochs=1",
         "-o", "pipeline.io_retries=0", "-o", f"registry.tracking_uri={tracking}",
-        "-o", "gate.criteria.ssim_floor.bound=0.5", "-o", "gate.criteria.psnr_floor.bound=20",
+        "-o", "gate.criteria.ssim_floor.bound=0.5",
         "-o", "gate.criteria.rmse_vs_baselines_test=null",
         "-o", "gate.criteria.rmse_vs_baselines_ood=null",
     ]  # fmt: skip
@@ -168,6 +265,15 @@ def test_run_local_trains_gates_and_promotes(tmp_path):
     [run] = client.search_runs([status.experiment_id])
     assert run.data.tags["state"] == "SUCCEEDED"
     assert list((tmp_path / "wd" / "pipeline-root").rglob("report.md"))
+    # The small profile's settings with the -o overrides on top reached the tasks (not defaults
+    # of pipeline parameters): 1 epoch (-o), 16 filters (small), the small profile's PSNR floor
+    # and the overridden SSIM floor.
+    train_run = client.get_run(champion.run_id)
+    assert train_run.data.params["train.epochs"] == "1"
+    assert train_run.data.params["train.generator_filters"] == "16"
+    [decision] = [p for p in (tmp_path / "wd" / "pipeline-root").rglob("decision")]
+    text = decision.read_text()
+    assert "| psnr_floor | test |" in text and ">= 25" in text and ">= 0.5" in text
 
 
 def test_run_local_failure_is_recorded_by_the_exit_handler(tmp_path):
@@ -178,7 +284,8 @@ def test_run_local_failure_is_recorded_by_the_exit_handler(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "s2ac", "pipeline", "run-local", "--workdir", str(tmp_path / "wd"),
          "-o", "pipeline.io_retries=0", "-o", f"registry.tracking_uri={tracking}",
-         "-P", "source=earthengine", "-P", "bucket=nowhere"],
+         "-P", "source=earthengine", "-o", "data.earthengine.bucket=nowhere",
+         "-o", "data.earthengine.max_retries=0"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
         env=env | {"EE_API_URL": "http://127.0.0.1:9", "HOME": str(tmp_path)},
     )  # fmt: skip

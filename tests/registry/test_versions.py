@@ -29,7 +29,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from s2ac.config import Config, load_config
-from s2ac.data.patches import write_tfrecord
+from s2ac.data.tfrecord import write_tfrecord
 from s2ac.evaluation.evaluate import evaluate, fit_linear, score_methods
 from s2ac.registry.pyfunc import log_generator
 from s2ac.registry.tracking import start_run

@@ -48,12 +48,13 @@ from s2ac import __version__
 from s2ac.bands import BAND_NAMES, EE_L1C_COLLECTION, EE_L2A_COLLECTION
 from s2ac.config import DataConfig
 from s2ac.console import log, track
-from s2ac.data.earthengine import CLOUD_SCORE_PLUS
-from s2ac.data.ee_export import MARKER_FOLDER, PIXEL_SIZE_M
-from s2ac.data.patches import iter_records, list_tfrecords, localize_files, serialize_pair
+from s2ac.data.earthengine.export import MARKER_FOLDER, PIXEL_SIZE_M
+from s2ac.data.earthengine.scenes import CLOUD_SCORE_PLUS
 from s2ac.data.synthetic import SHARD_SIZE, SPLITS, file_sha256
+from s2ac.data.tfrecord import iter_records, list_tfrecords, serialize_pair
 from s2ac.errors import InputDataError
 from s2ac.io import storage
+from s2ac.io.storage import localize_files
 
 NAME = "s2ac-earthengine"
 MANIFEST = "manifest.json"
@@ -192,7 +193,8 @@ def assign_splits(sizes: Mapping[str, int], config: DataConfig, where: str) -> d
 
 
 def _read_markers(prefix: str, scenes: Iterable[str]) -> dict[str, _Chip]:
-    """The chip of every scene that has a completion marker with a grid (see ee_export)."""
+    """The chip of every scene that has a completion marker with a grid (written by
+    :mod:`s2ac.data.earthengine.export`)."""
     present = set(storage.list_uris(f"{prefix}/{MARKER_FOLDER}/", recursive=False))
     chips = {}
     for scene in scenes:
@@ -410,7 +412,7 @@ def _manifest(
         "patch_size": size,
         "bands": list(BAND_NAMES),
         "units": "reflectance (float32, DN * 1e-4); masked or non-finite pixels 0",
-        "schema": "TFRecord, s2ac.data.patches (toa_B*, sr_B* float lists, patch_id)",
+        "schema": "TFRecord, s2ac.data.tfrecord (toa_B*, sr_B* float lists, patch_id)",
         "sources": [
             export,
             {"name": EE_L1C_COLLECTION, "level": "L1C", "role": "toa"},

@@ -38,7 +38,6 @@ from s2ac import __version__
 from s2ac.bands import BAND_NAMES, REFLECTANCE_SCALE
 from s2ac.config import DataConfig
 from s2ac.console import log, track
-from s2ac.data.patches import write_tfrecord
 from s2ac.data.sources import (
     LANDSAT8_L1,
     LANDSAT8_SUN_ELEVATION_DEG,
@@ -46,6 +45,7 @@ from s2ac.data.sources import (
     load_landsat8_l1,
     load_sentinel2_l1c,
 )
+from s2ac.data.tfrecord import write_tfrecord
 from s2ac.physics.lut import Atmosphere, Lut
 
 #: Model-development splits: what training, early stopping, tuning and selection may read.
@@ -319,7 +319,7 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
             "patch_size": size,
             "bands": list(BAND_NAMES),
             "units": "reflectance (float32); TOA quantised to 1e-4",
-            "schema": "TFRecord, s2ac.data.patches (toa_B*, sr_B* float lists, patch_id)",
+            "schema": "TFRecord, s2ac.data.tfrecord (toa_B*, sr_B* float lists, patch_id)",
             "sources": sources,
             "scene_atmosphere": asdict(SCENE_ATMOSPHERE),
             "atmosphere_distribution": ATMOSPHERE_DISTRIBUTION | {"max_aot550": config.max_aot550},

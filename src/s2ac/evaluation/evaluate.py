@@ -28,7 +28,7 @@ import pandas as pd
 
 from s2ac.config import EvaluateConfig
 from s2ac.console import log, track
-from s2ac.data.patches import iter_records, list_tfrecords
+from s2ac.data.tfrecord import iter_records, list_tfrecords
 from s2ac.errors import InputDataError
 from s2ac.evaluation.baselines import (
     ALL_BASELINES,
@@ -321,17 +321,20 @@ def read_evaluation(evaluation_dir: str | Path) -> tuple[dict[str, Any], dict[st
     return record, comparison
 
 
-def log_evaluation(result: Evaluation) -> None:
-    """Log headline means (``<split>_<method>_<metric>``) and the evaluation folder to the
-    active MLflow run."""
-    import mlflow
-
-    metrics = {
+def headline_metrics(result: Evaluation) -> dict[str, float]:
+    """The headline means as ``<split>_<method>_<metric>`` (what MLflow and KFP show)."""
+    return {
         f"{split}_{method}_{metric}": float(value)
         for split, table in result.comparison.items()
         for method, column in table.items()
         for metric, value in column.items()
         if metric in LOGGED_KEYS and np.isfinite(value)
     }
-    mlflow.log_metrics(metrics)
+
+
+def log_evaluation(result: Evaluation) -> None:
+    """Log the headline means and the evaluation folder to the active MLflow run."""
+    import mlflow
+
+    mlflow.log_metrics(headline_metrics(result))
     mlflow.log_artifacts(str(result.out_dir), artifact_path="evaluation")

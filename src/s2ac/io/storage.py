@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -33,6 +33,7 @@ from google.cloud import storage
 from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.fileio import BlobWriter
 
+from s2ac.console import track
 from s2ac.errors import BucketNotFoundError, CredentialsError, ObjectNotFoundError, StorageError
 
 log = logging.getLogger(__name__)
@@ -460,3 +461,27 @@ def localize(uri: Uri) -> Iterator[str]:
         local = os.path.join(folder, os.path.basename(split_gcs(text)[1]) or "object")
         download(text, local)
         yield local
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded ``gs://`` files are kept: ``$S2AC_CACHE_DIR`` or ``~/.cache/s2ac``."""
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(os.environ.get("S2AC_CACHE_DIR") or os.path.join(cache_home, "s2ac")) / "tfrecords"
+
+
+def localize_files(
+    files: Sequence[str], *, cache_dir: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Local paths for ``files``: ``gs://bucket/key`` is downloaded to ``cache_dir/bucket/key``
+    unless a file of the same size is already there (a rerun does not download again)."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    remote = [uri for uri in files if is_gcs(uri)]
+    local_of: dict[str, str] = {}
+    for uri in track(remote, "Fetching TFRecord files"):
+        bucket, key = split_gcs(uri)
+        local = root / bucket / key
+        remote_size = size(uri)
+        if not (local.is_file() and local.stat().st_size == remote_size):
+            download(uri, local)  # atomic: an interrupted download leaves no file
+        local_of[uri] = str(local)
+    return [local_of.get(f, os.fspath(f)) for f in files]

@@ -1,8 +1,10 @@
-"""Kubeflow Pipelines from the command line: compile, run locally with kfp.local, submit.
+"""Kubeflow Pipelines from the command line: compile, run here with kfp.local, submit.
 
 The pipeline definitions live in the source checkout (``components/``, ``pipelines/``), not in
 the installed package: compiling and submitting are done from a clone; the compiled YAML carries
 the component code, and the containers only need the ``s2ac`` library from the project image.
+What is submitted is the checked-in compiled spec (a test keeps it equal to the source), so the
+cluster runs exactly what was reviewed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +35,40 @@ def _pipelines() -> Any:
     return pipelines
 
 
+def components(config: PipelineConfig) -> Any:
+    """Every stage's component on ``config.image`` (``components.build``)."""
+    _pipelines()  # puts the checkout on sys.path
+    import components as stage_components
+
+    return stage_components.build(config.image)
+
+
 def build(name: str, config: PipelineConfig) -> Any:
     """The pipeline function ``name`` (training or tuning) for ``config``'s image and resources."""
     return _pipelines().build(name, config)
 
 
-def coerce_arguments(pipeline: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+def spec_inputs(package: Path) -> dict[str, str]:
+    """The root parameters of a compiled spec and their types (STRING, LIST, NUMBER_DOUBLE ...)."""
+    import yaml
+
+    try:
+        spec = next(iter(yaml.safe_load_all(package.read_text())))
+        parameters = spec["root"]["inputDefinitions"]["parameters"]
+    except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError) as exc:
+        raise S2ACError(f"{package}: not a compiled KFP pipeline spec ({exc})") from None
+    return {name: str(p.get("parameterType", "")) for name, p in parameters.items()}
+
+
+def coerce_arguments(inputs: dict[str, str], arguments: dict[str, Any]) -> dict[str, Any]:
     """Check names against the pipeline's parameters and make ``1`` a float where one is
-    declared (YAML reads ``-P learning_rate=1`` as an integer, which KFP rejects)."""
-    inputs = pipeline.component_spec.inputs or {}
+    declared (YAML reads ``-P x=1`` as an integer, which KFP rejects)."""
     coerced = {}
     for key, value in arguments.items():
         if key not in inputs:
             raise S2ACError(f"unknown pipeline parameter {key!r}: choose from {', '.join(inputs)}")
-        kind = str(inputs[key].type)
-        coerced[key] = float(value) if kind == "Float" and isinstance(value, int) else value
+        double = inputs[key] in ("NUMBER_DOUBLE", "Float")
+        coerced[key] = float(value) if double and isinstance(value, int) else value
     return coerced
 
 
@@ -66,7 +87,7 @@ def compile_pipelines(config: PipelineConfig, out_dir: Path = COMPILED_DIR) -> l
     return written
 
 
-def run_local(config: Config, workdir: Path, arguments: dict[str, Any]) -> Any:
+def run_with_kfp_local(config: Config, workdir: Path, arguments: dict[str, Any]) -> Any:
     """Run the training pipeline in this environment with kfp.local (no cluster, no containers).
 
     Every task runs as a subprocess with this Python; resources and GPU requests are ignored."""
@@ -79,35 +100,49 @@ def run_local(config: Config, workdir: Path, arguments: dict[str, Any]) -> Any:
         raise_on_error=True,
     )
     pipeline = build("training", config.pipeline)
+    inputs = {name: str(spec.type) for name, spec in (pipeline.component_spec.inputs or {}).items()}
     try:
-        return pipeline(**coerce_arguments(pipeline, arguments))
+        return pipeline(**coerce_arguments(inputs, arguments))
     except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
         message = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # drop kfp's terminal colours
         raise S2ACError(f"{message} (task logs above; outputs in {workdir})") from None
 
 
 def submit(
-    config: PipelineConfig,
     host: str,
     experiment: str,
     arguments: dict[str, Any],
     name: str = "training",
+    package: Path | None = None,
 ) -> dict[str, str]:
-    """Upload the compiled pipeline to the KFP API at ``host`` and start a run of it."""
+    """Start a run of the compiled pipeline ``package`` (default: the checked-in spec of
+    ``name``) on the KFP API at ``host``: the pipeline ``s2ac-<name>`` is created on the first
+    submit and gets a new version on every later one (KFP refuses duplicate pipeline names)."""
     import kfp
 
+    if name not in NAMES:
+        raise S2ACError(f"unknown pipeline {name!r}: choose from {', '.join(NAMES)}")
+    package = package or COMPILED_DIR / f"{name}.yaml"
+    if not package.is_file():
+        raise S2ACError(f"{package}: no compiled pipeline; run `s2ac pipeline compile` first")
+    arguments = coerce_arguments(spec_inputs(package), arguments)
     token = os.environ.get(TOKEN_ENV)
     client = kfp.Client(host=host, existing_token=token) if token else kfp.Client(host=host)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = Path(tmp) / f"{name}.yaml"
-        from kfp import compiler
-
-        pipeline = build(name, config)
-        arguments = coerce_arguments(pipeline, arguments)
-        compiler.Compiler().compile(pipeline, str(package))
-        uploaded = client.upload_pipeline(str(package), pipeline_name=f"s2ac-{name}")
-        run = client.create_run_from_pipeline_package(
-            str(package), arguments=arguments, experiment_name=experiment,
-            run_name=f"s2ac-{name}",
-        )  # fmt: skip
-    return {"pipeline_id": uploaded.pipeline_id, "run_id": run.run_id}
+    pipeline_name = f"s2ac-{name}"
+    pipeline_id = client.get_pipeline_id(pipeline_name)
+    if pipeline_id is None:
+        pipeline_id = client.upload_pipeline(str(package), pipeline_name=pipeline_name).pipeline_id
+        versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
+        version_id = versions[0].pipeline_version_id
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        version = client.upload_pipeline_version(
+            str(package), pipeline_version_name=f"{pipeline_name}-{stamp}", pipeline_id=pipeline_id
+        )
+        version_id = version.pipeline_version_id
+    experiment_id = client.create_experiment(experiment).experiment_id
+    run = client.run_pipeline(
+        experiment_id, f"{pipeline_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
+        params=arguments, pipeline_id=pipeline_id, version_id=version_id,
+    )  # fmt: skip
+    return {"pipeline_id": pipeline_id, "version_id": version_id, "run_id": run.run_id}

@@ -1,7 +1,9 @@
-"""The whole local pipeline in one call: synth → validate → [tune] → train → evaluate → register.
+"""The training run in this process: the stages of :data:`~s2ac.orchestration.stages.TRAINING_ORDER`
+(data → validate → [tune] → train → evaluate → gate → promote), each one call to
+:mod:`s2ac.orchestration.stages`, all outputs under one folder.
 
-``make demo``, ``s2ac run`` and the MLproject's ``main`` entry point all run this; the KFP
-pipelines chain the same library functions as separate containerized steps.
+``make demo``, ``s2ac run`` and the MLproject's ``main`` entry point run this; the KFP training
+pipeline chains the same stage functions as containerized tasks in the same order.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from s2ac.config import Config
 from s2ac.console import log
+from s2ac.orchestration import stages
 
 if TYPE_CHECKING:
     from s2ac.evaluation.evaluate import Evaluation
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class WorkflowResult:
+class RunResult:
     dataset: Path
     run_id: str
     evaluation: Evaluation
@@ -27,41 +30,31 @@ class WorkflowResult:
     tuned_params: dict[str, Any] | None = None
 
 
-def run_local(
-    config: Config, out: str | Path, tune_first: bool = False, workers: int = 1
-) -> WorkflowResult:
-    """Run every stage into ``out`` and return what each produced."""
-    import mlflow
-
-    from s2ac.data.synthetic import synthesize
-    from s2ac.evaluation.evaluate import evaluate, log_evaluation
-    from s2ac.orchestration import stages as steps
-    from s2ac.registry.tracking import start_run
-    from s2ac.registry.versions import register
-    from s2ac.training.train import train
-
+def run(config: Config, out: str | Path, tune_first: bool = False, workers: int = 1) -> RunResult:
+    """Run every stage into ``out`` (data/, validation/, checkpoints/, evaluation/, gate.md)."""
     out = Path(out)
-    dataset = out / "data"
-    log.info("[1/5] synthesizing the embedded dataset into %s", dataset)
-    synthesize(dataset, config.data)
-    log.info("[2/5] validating it with Great Expectations")
-    steps.validate(str(dataset), str(out / "validation"), config)  # raises when it fails
+    n = len(stages.TRAINING_ORDER)
+    log.info("[1/%d] data: the embedded dataset into %s", n, out / "data")
+    dataset = stages.synth(config, out / "data")
+    log.info("[2/%d] validate: Great Expectations suite, data docs in %s", n, out / "validation")
+    stages.validate(config, dataset.path, out / "validation")
     tuned = None
     if tune_first:
-        from s2ac.training.tune import tune
-
-        log.info("[2b/5] Optuna sweep (%d trials, %d workers)", config.tune.n_trials, workers)
-        result = tune(dataset, config, workers=workers)
+        log.info("[2b/%d] Optuna sweep (%d trials, %d workers)", n, config.tune.n_trials, workers)
+        result = stages.tune(config, dataset.path, workers=workers)
         config, tuned = result.config, result.best_params
-    log.info("[3/5] training")
-    trained = train(dataset, config, checkpoint_dir=out / "checkpoints")
-    log.info("[4/5] evaluating on test and ood against identity, dos, 6s, linear and oracle")
-    evaluation = evaluate(dataset, trained.checkpoint_dir / "best", config.evaluate,
-                          out / "evaluation")  # fmt: skip
-    with start_run(config.registry, run_id=trained.run_id):
-        log_evaluation(evaluation)
-        mlflow.log_artifacts(str(out / "validation"), artifact_path="validation")
-    log.info("[5/5] registering and gating %s", config.registry.model_name)
-    registration = register(trained.run_id, out / "evaluation", dataset, config)
-    (out / "gate.md").write_text(registration.decision.markdown())
-    return WorkflowResult(dataset, trained.run_id, evaluation, registration, tuned)
+    log.info("[3/%d] train", n)
+    trained = stages.train(config, dataset.path, out / "checkpoints")
+    run_id = str(trained.run_id)
+    log.info("[4/%d] evaluate on test and ood beside identity, dos, 6s, linear and oracle", n)
+    evaluation = stages.evaluate(
+        config, dataset.path, trained.checkpoint_dir / "best", out / "evaluation",
+        run_id=run_id, validation_docs=out / "validation",
+    )  # fmt: skip
+    log.info("[5/%d] gate: register %s and decide", n, config.registry.model_name)
+    registration = stages.gate(config, run_id, out / "evaluation", dataset.path,
+                               decision_path=out / "gate.md")  # fmt: skip
+    if registration.decision.passed:
+        log.info("[6/%d] promote", n)
+        registration = stages.promoted(registration, stages.promote(config, run_id))
+    return RunResult(Path(dataset.path), run_id, evaluation, registration, tuned)

@@ -1,164 +1,257 @@
-"""One function per pipeline stage, in the shape KFP components need: paths and plain values in,
-plain values out. The components in ``components/`` only unpack their artifacts and call these,
-so what runs in a pipeline is the same library code the CLI and ``s2ac run`` use.
+"""One function per stage: the config and typed inputs in, typed outputs back.
+
+Each function owns all of its stage's glue (which library calls, in which order, what is logged
+to MLflow, what is written where). The CLI commands, the MLproject entry points (which run the
+CLI) and the KFP components in ``components/`` are single calls to these; the local run
+(:mod:`s2ac.orchestration.local`) and the KFP pipelines chain them in :data:`TRAINING_ORDER`.
+
+Configuration travels one way: a :class:`Config` resolved from a profile and overrides
+(:func:`config_for` in a KFP task, the CLI's option block elsewhere); no stage takes a setting
+any other way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from s2ac.config import Config, load_config
+from s2ac.config import Config, dump_config, load_config, with_changes
 from s2ac.console import log
 from s2ac.errors import InputDataError
 from s2ac.io.storage import read_bytes
 
+if TYPE_CHECKING:
+    from s2ac.data.earthengine.export import ExportReport
+    from s2ac.data.validation import ValidationReport
+    from s2ac.evaluation.evaluate import Evaluation
+    from s2ac.registry.versions import Registration
+    from s2ac.training.train import TrainResult
+    from s2ac.training.tune import TuneResult
 
-def config_for(
-    profile: str,
-    overrides: list[str],
-    tracking_uri: str = "",
-    settings: dict[str, Any] | None = None,
-) -> Config:
-    """The stage's config: a profile, dotted overrides, the typed pipeline parameters
-    (``settings``, dotted key to value) and the MLflow server if given."""
-    extra = [f"{key}={json.dumps(value)}" for key, value in (settings or {}).items()]
-    extra += [f"registry.tracking_uri={tracking_uri}"] if tracking_uri else []
-    return load_config(profile, overrides=[*overrides, *extra])
-
-
-def dataset_digest(dataset_dir: str) -> str:
-    """The manifest digest: downstream tasks take it as an input, so their cache keys change
-    whenever the data does."""
-    return json.loads(read_bytes(f"{dataset_dir.rstrip('/')}/manifest.json"))["digest"]
+#: The training run's stages, in order: ``s2ac run`` runs them so and the KFP training pipeline
+#: declares the same chain (tests/orchestration compare both with this).
+TRAINING_ORDER = ("data", "validate", "train", "evaluate", "gate", "promote")
 
 
-def synth(out_dir: str, config: Config) -> str:
+def config_for(profile: str, overrides: list[str]) -> Config:
+    """A KFP task's config: the profile plus the run's overrides, nothing else."""
+    return load_config(profile, overrides=list(overrides))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A split dataset (``manifest.json`` + shards) and its manifest digest: downstream KFP tasks
+    take the digest as an input, so their cache keys change whenever the data does."""
+
+    path: str
+    digest: str
+
+
+def dataset_at(path: str | Path) -> Dataset:
+    path = str(path).rstrip("/")
+    return Dataset(path, json.loads(read_bytes(f"{path}/manifest.json"))["digest"])
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def synth(config: Config, out: str | Path) -> Dataset:
+    """The embedded dataset: real surfaces under sampled 6S atmospheres (``data.*``)."""
     from s2ac.data.synthetic import synthesize
 
-    synthesize(out_dir, config.data)
-    return dataset_digest(out_dir)
+    synthesize(out, config.data)
+    return dataset_at(out)
 
 
-def export(out_dir: str, config: Config) -> str:
-    """Earth Engine → Cloud Storage (resumable), then the exported patches → a split dataset."""
-    from s2ac.data.assemble import assemble_dataset
-    from s2ac.data.earthengine import connect, with_environment
-    from s2ac.data.ee_export import plan_export, run_export
+@dataclass(frozen=True)
+class Exported:
+    plan: str  # the scenes and tasks, printable
+    location: str  # gs://bucket/prefix of the exported files
+    report: ExportReport | None = None  # None for a dry run or a chip fetch
+    chips: tuple[str, ...] = ()
+    dataset: Dataset | None = None  # when assembled
+
+
+def export(
+    config: Config, dataset_dir: str | Path | None = None, *, dry_run: bool = False,
+    chips_dir: str | Path | None = None,
+) -> Exported:  # fmt: skip
+    """Earth Engine → Cloud Storage (resumable), then assembled into ``dataset_dir`` if given.
+    ``dry_run`` plans only; ``chips_dir`` fetches the chips directly instead of exporting."""
+    from s2ac.data.earthengine.client import connect, with_environment
+    from s2ac.data.earthengine.export import fetch_chips, format_plan, plan_export, run_export
 
     ee_cfg = with_environment(config.data.earthengine, os.environ)
     client = connect(ee_cfg)
     plan = plan_export(client, ee_cfg, seed=config.data.seed, patch_size=config.data.patch_size)
+    text = format_plan(plan, ee_cfg)
+    location = f"gs://{ee_cfg.bucket}/{ee_cfg.prefix.strip('/')}"
+    if dry_run:
+        return Exported(text, location)
+    if chips_dir is not None:
+        return Exported(text, location, chips=tuple(fetch_chips(client, plan.tasks, chips_dir,
+                                                                ee_cfg)))  # fmt: skip
     report = run_export(client, plan, ee_cfg)
     log.info("%d exports finished, %d skipped", report.succeeded, report.skipped)
-    assemble_dataset(f"gs://{ee_cfg.bucket}/{ee_cfg.prefix.strip('/')}", out_dir, config.data)
-    return dataset_digest(out_dir)
+    dataset = assemble(config, location, dataset_dir) if dataset_dir is not None else None
+    return Exported(text, location, report, dataset=dataset)
 
 
-def validate(dataset_dir: str, docs_dir: str, config: Config) -> str:
-    """Run the Great Expectations suite; a failure stops the pipeline with the readable report."""
+def assemble(config: Config, export_dir: str, out: str | Path) -> Dataset:
+    """Exported patches → train/val/test shards split by location, with a manifest."""
+    from s2ac.data.assemble import assemble_dataset
+
+    assemble_dataset(export_dir, str(out), config.data)
+    return dataset_at(out)
+
+
+def validate(
+    config: Config, dataset: str, docs_dir: str | Path | None, *, require_pass: bool = True
+) -> ValidationReport:
+    """The Great Expectations suite, its data docs in ``docs_dir``; a failing dataset raises
+    (``require_pass``) with the readable report, which stops a pipeline before training."""
     from s2ac.data.validation import format_report, validate_dataset
 
-    report = validate_dataset(
-        dataset_dir, Path(docs_dir), min_finite_share=1.0 - config.data.max_nonfinite_fraction
-    )
-    summary = format_report(report)
-    if not report.passed:
-        raise InputDataError(dataset_dir, "failed validation:\n" + summary)
-    return summary
+    minimum = 1.0 - config.data.max_nonfinite_fraction
+    report = validate_dataset(dataset, Path(docs_dir) if docs_dir else None,
+                              min_finite_share=minimum)  # fmt: skip
+    if require_pass and not report.passed:
+        raise InputDataError(dataset, "failed validation:\n" + format_report(report))
+    return report
 
 
-def train(dataset_dir: str, model_dir: str, config: Config) -> str:
-    """Train into ``model_dir`` (checkpoints; ``best/`` is the model); the MLflow run id."""
+# --- model -----------------------------------------------------------------------------------
+
+
+def train(
+    config: Config, dataset: str, checkpoints: str | Path | None = None, *, resume: bool = False
+) -> TrainResult:
+    """Pix2Pix on ``dataset`` (GPU when there is one); checkpoints every epoch, ``best/`` is the
+    model; one MLflow run with the config, the losses and the logged generator."""
     from s2ac.training.train import train as fit
 
-    result = fit(dataset_dir, config, checkpoint_dir=model_dir, resume=True)
-    return str(result.run_id)
+    return fit(dataset, config, checkpoint_dir=checkpoints, resume=resume)
 
 
 def evaluate(
-    dataset_dir: str, model_dir: str, out_dir: str, run_id: str, config: Config
-) -> dict[str, float]:
-    """Evaluate the model's ``best/`` networks, log into the training run; the headline means."""
+    config: Config, dataset: str, model: str | Path | None, out: str | Path, *,
+    run_id: str | None = None, splits: tuple[str, ...] | list[str] | None = None,
+    validation_docs: str | Path | None = None,
+) -> Evaluation:  # fmt: skip
+    """Score ``model`` beside the baselines on test and ood into ``out``, and log it: into
+    training run ``run_id`` if given (with the validation data docs, so a run shows the data it
+    was trained on), else into a new ``evaluate`` run."""
+    import mlflow
+
+    from s2ac.evaluation.evaluate import EVALUATED_SPLITS, log_evaluation
     from s2ac.evaluation.evaluate import evaluate as score
-    from s2ac.evaluation.evaluate import log_evaluation
     from s2ac.registry.tracking import start_run
 
-    result = score(dataset_dir, Path(model_dir) / "best", config.evaluate, out_dir)
-    with start_run(config.registry, run_id=run_id):
+    result = score(dataset, model, config.evaluate, out, tuple(splits or EVALUATED_SPLITS))
+    with start_run(config.registry, run_id=run_id, run_name=None if run_id else "evaluate"):
         log_evaluation(result)
-    return {
-        f"{split}_{method}_{metric}": float(table.loc[metric, method])
-        for split, table in result.comparison.items()
-        for method in table.columns
-        for metric in ("ssim", "psnr", "rmse")
-    }
+        if validation_docs is not None and Path(validation_docs).is_dir():
+            mlflow.log_artifacts(str(validation_docs), artifact_path="validation")
+    return result
 
 
-def gate(run_id: str, evaluation_dir: str, dataset_dir: str, config: Config) -> dict[str, Any]:
-    """Register as challenger and decide the gate without moving champion (see promote)."""
+def gate(
+    config: Config, run_id: str, evaluation_dir: str | Path, dataset: str, *,
+    promote: bool = False, decision_path: str | Path | None = None,
+) -> Registration:  # fmt: skip
+    """Register the run's generator (alias challenger) and decide the quality gate; the decision
+    as Markdown in ``decision_path``. ``champion`` moves only with ``promote`` (otherwise the
+    :func:`promote` stage moves it, as the pipelines do after ``dsl.If(passed)``)."""
     from s2ac.registry.versions import register
 
-    registration = register(run_id, evaluation_dir, dataset_dir, config, promote=False)
-    return {
-        "passed": registration.decision.passed,
-        "version": str(registration.version),
-        "markdown": registration.decision.markdown(),
-    }
+    registration = register(run_id, evaluation_dir, dataset, config, promote=promote)
+    if decision_path is not None:
+        target = Path(decision_path)
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_text(registration.decision.markdown())
+        temporary.replace(target)
+    return registration
 
 
-def promote(run_id: str, config: Config) -> bool:
-    """Promote the version registered for training run ``run_id`` (the gate task's)."""
+def promote(config: Config, run_id: str) -> bool:
+    """Move ``champion`` to the version gated for training run ``run_id``; refused (False) if the
+    champion changed since the gate decided."""
     from s2ac.registry.versions import promote as move_champion
     from s2ac.registry.versions import version_of_run
 
     return move_champion(version_of_run(run_id, config), config)
 
 
-def study_settings(
-    storage: str, n_trials: int, lambda_l1_range: list[float], learning_rate_range: list[float]
-) -> dict[str, Any]:
-    """The tuning pipeline's parameters as config settings (for :func:`config_for`)."""
-    return {"tune.storage": storage, "tune.n_trials": n_trials,
-            "tune.lambda_l1_range": lambda_l1_range,
-            "tune.learning_rate_range": learning_rate_range}  # fmt: skip
+# --- tuning ----------------------------------------------------------------------------------
+
+
+def tune(
+    config: Config, dataset: str, *, workers: int = 1, best_config: str | Path | None = None
+) -> TuneResult:
+    """The Optuna sweep (``tune.*``) with ``workers`` processes sharing the study; the config
+    with the best values is written to ``best_config`` (atomically) if given."""
+    from s2ac.training.tune import tune as sweep
+
+    result = sweep(dataset, config, workers=workers, timeout_s=config.tune.timeout_s)
+    if best_config is not None:
+        target = Path(best_config)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_text(dump_config(result.config))
+        temporary.replace(target)
+    return result
 
 
 def open_study(config: Config) -> str:
-    """Create the Optuna study (and its MLflow parent run) before the workers fan out."""
+    """Create the study and its MLflow parent run before the workers fan out; the run id."""
     from s2ac.training.tune import ensure_parent_run
     from s2ac.training.tune import open_study as create
 
     return ensure_parent_run(create(config), config)
 
 
-def tune_worker(dataset_dir: str, worker: int, config: Config) -> list[int]:
+def tune_worker(config: Config, dataset: str, worker: int) -> list[int]:
+    """Run trials of the shared study until its budget is spent; the trial numbers run here."""
     from s2ac.training.tune import run_worker
 
-    return run_worker(dataset_dir, config, worker)
+    return run_worker(dataset, config, worker)
 
 
-def best_params(config: Config) -> dict[str, float]:
+def tuned_overrides(config: Config, overrides: list[str]) -> list[str]:
+    """``overrides`` followed by the study's best values, as overrides (later wins): what the
+    tuning pipeline hands to training, so the tuned values travel the one way config does."""
     from s2ac.training.tune import summarize
 
-    result = summarize(config)
-    return {key: float(value) for key, value in result.best_params.items()}
+    best = summarize(config).best_params
+    return [*overrides, *(f"train.{key}={json.dumps(value)}" for key, value in best.items())]
 
 
-def record_status(state: str, error: str, pipeline: str, config: Config) -> None:
-    """The exit handler: a run in ``<experiment>-pipelines`` tagged with the final state, so a
-    failed pipeline is visible where the models are."""
+# --- pipelines -------------------------------------------------------------------------------
+
+
+def record_status(config: Config, pipeline: str, state: str, error: str = "") -> None:
+    """A KFP exit handler's record: a run in ``<experiment>-pipelines`` tagged with the final
+    state (and the error), so a failed pipeline is visible where the models are."""
     import mlflow
 
     from s2ac.registry.tracking import start_run
 
     experiment = f"{config.registry.experiment}-pipelines"
-    registry = config.registry.model_copy(update={"experiment": experiment})
+    registry = with_changes(config, {"registry.experiment": experiment}).registry
     with start_run(registry, run_name=f"{pipeline}-{state.lower()}"):
         mlflow.set_tags({"pipeline": pipeline, "state": state})
         if error:
             mlflow.log_text(error, "error.txt")
     if state not in ("SUCCEEDED", "SKIPPED"):
         log.error("pipeline %s ended %s: %s", pipeline, state, error)
+
+
+def promoted(registration: Registration, moved: bool) -> Registration:
+    """``registration`` as it stands after the promote stage."""
+    if not moved:
+        return registration
+    return dataclasses.replace(registration, promoted=True, champion_version=registration.version)

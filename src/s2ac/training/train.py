@@ -21,15 +21,10 @@ import numpy as np
 
 from s2ac.config import Config
 from s2ac.console import log
-from s2ac.data.patches import (
-    check_tfrecord,
-    iter_records,
-    list_tfrecords,
-    localize_files,
-    make_dataset,
-)
+from s2ac.data.input import make_dataset
+from s2ac.data.tfrecord import check_tfrecord, iter_records, list_tfrecords
 from s2ac.errors import InputDataError
-from s2ac.io.storage import exists, read_bytes
+from s2ac.io.storage import exists, localize_files, read_bytes
 from s2ac.model.devices import configure_precision, strategy
 from s2ac.model.pix2pix import Pix2Pix, build_pix2pix
 from s2ac.registry.tracking import log_dataset, start_run

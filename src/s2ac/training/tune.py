@@ -26,7 +26,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from s2ac.config import Config, TuneConfig
+from s2ac.config import Config, TuneConfig, with_changes
 from s2ac.console import log
 from s2ac.errors import S2ACError
 from s2ac.registry.tracking import set_experiment
@@ -135,7 +135,7 @@ def suggest(trial: optuna.Trial, config: Config) -> Config:
         update["beta_1"] = trial.suggest_float("beta_1", 0.3, 0.9)
     if tune.tune_generator_filters:
         update["generator_filters"] = trial.suggest_categorical("generator_filters", [16, 32, 64])
-    return config.model_copy(update={"train": config.train.model_copy(update=update)})
+    return with_changes(config, {f"train.{key}": value for key, value in update.items()})
 
 
 def _create_parent_run(study: optuna.Study, config: Config) -> None:
@@ -257,8 +257,7 @@ def tune(
 
 def best_config(config: Config, params: dict[str, Any]) -> Config:
     """``config`` with the tuned values in its train section (epochs unchanged)."""
-    update = {key: params[key] for key in TUNED if key in params}
-    return config.model_copy(update={"train": config.train.model_copy(update=update)})
+    return with_changes(config, {f"train.{key}": params[key] for key in TUNED if key in params})
 
 
 def summarize(config: Config) -> TuneResult:

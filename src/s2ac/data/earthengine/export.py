@@ -1,18 +1,18 @@
 """Export sampled Sentinel-2 pairs from Earth Engine to Cloud Storage, and track the tasks.
 
-:func:`plan_export` finds the scenes of a region (:mod:`s2ac.data.earthengine`), samples them
-across states, and makes one :class:`ExportTask` per scene: a square of ``patches_per_side``
+:func:`plan_export` finds the scenes of a region (:mod:`s2ac.data.earthengine.scenes`), samples
+them across states, and makes one :class:`ExportTask` per scene: a square of ``patches_per_side``
 patches of ``patch_size`` pixels at 10 m, centred on the part of the scene inside its state and
 aligned to the scene's 10 m UTM grid (no resampling). Tasks whose output is already in the
 bucket are marked done, so a rerun resumes instead of exporting twice.
 
 :func:`run_export` starts the other tasks with ``Export.image.toCloudStorage`` (TFRecord patches
 with ``patchDimensions`` = patch size, GZIP-compressed, bands named as in
-:mod:`s2ac.data.patches`; or a cloud-optimized GeoTIFF), adopts tasks already running under the
+:mod:`s2ac.data.tfrecord`; or a cloud-optimized GeoTIFF), adopts tasks already running under the
 same description instead of starting them again, polls them with growing intervals, writes a
 marker per finished task, and raises :class:`~s2ac.errors.ExportTaskError` naming every failed
 task. The TFRecord files land directly in ``gs://bucket/prefix/``, where
-:func:`s2ac.data.patches.list_tfrecords` and ``make_dataset`` read them for training.
+:func:`s2ac.data.tfrecord.list_tfrecords` and ``make_dataset`` read them for training.
 
 :func:`fetch_chips` is the direct path for a few chips: ``ee.data.computePixels`` (at most 48 MB
 a request, checked before sending), written as 8-band GeoTIFFs.
@@ -39,8 +39,8 @@ from rasterio.transform import Affine
 
 from s2ac.config import EarthEngineConfig
 from s2ac.console import track
-from s2ac.data.earthengine import (
-    EarthEngine,
+from s2ac.data.earthengine.client import EarthEngine
+from s2ac.data.earthengine.scenes import (
     Scene,
     SceneListing,
     chip_centres,
@@ -49,7 +49,7 @@ from s2ac.data.earthengine import (
     scene_image,
     stratified_sample,
 )
-from s2ac.data.patches import SR_KEYS, TFRECORD_SUFFIXES, TOA_KEYS
+from s2ac.data.tfrecord import SR_KEYS, TFRECORD_SUFFIXES, TOA_KEYS
 from s2ac.errors import ConfigError, ExportTaskError, RequestTooLargeError
 from s2ac.io import storage
 from s2ac.io.raster import write_raster

@@ -1,25 +1,9 @@
-"""Earth Engine: connect, find Sentinel-2 L1C/L2A pairs over a region, sample them across states.
+"""Which scenes to export: regions and dates, the L1C/L2A/Cloud Score+ pairing, scene listing
+per stratum, and stratified sampling.
 
-The real data path of s2ac (exporting is :mod:`s2ac.data.ee_export`):
-
-1. :func:`connect` initialises the earthengine-api client from a service-account key file or the
-   application default credentials, for a project from config or the environment. The API URL is
-   a setting (Google's by default), which is the only thing tests change: they point it at a
-   local fake of the REST API, so this module runs unchanged against both.
-2. :func:`paired_collection` pairs ``COPERNICUS/S2_HARMONIZED`` (L1C) with
-   ``COPERNICUS/S2_SR_HARMONIZED`` (L2A) and Cloud Score+ on ``system:index`` (joins drop scenes
-   missing either), filtered by dates, region and scene cloud share.
-   :func:`training_pair` turns one pair into the export image: bands B2, B3, B4, B8 of both,
-   renamed to the TFRecord schema (``toa_B2`` ... ``sr_B8``), scaled by 1e-4 to reflectance,
-   masked where Cloud Score+ ``cs_cdf`` is below the threshold.
-3. :func:`find_scenes` lists the pairs per stratum (the states of a country from a boundary
-   collection such as FAO/GAUL/2015/level1, or the features of a GeoJSON file); each scene is
-   assigned to the first stratum it intersects. :func:`stratified_sample` then draws N of them
-   spread evenly over strata, deterministically for a seed.
-
-Every request goes through :meth:`EarthEngine.call`: HTTP 429 and 5xx are retried with
-exponential backoff (the client's own retries are switched off, so there is one policy, logged),
-and failures become :mod:`s2ac.errors` types that name the request, never a credential.
+A module of its own because it is the query side of Earth Engine: it builds the expressions and
+picks the scenes, while :mod:`s2ac.data.earthengine.client` carries the requests and
+:mod:`s2ac.data.earthengine.export` turns the chosen scenes into files.
 """
 
 from __future__ import annotations
@@ -29,41 +13,25 @@ import logging
 import math
 import os
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import ee
-import google.auth
 import numpy as np
-from google.auth import exceptions as auth_exceptions
-from google.oauth2 import service_account
-from googleapiclient.errors import HttpError
 
 from s2ac.bands import BAND_NAMES, EE_L1C_COLLECTION, EE_L2A_COLLECTION, REFLECTANCE_SCALE
 from s2ac.config import EarthEngineConfig
 from s2ac.console import track
-from s2ac.data.patches import SR_KEYS, TOA_KEYS
-from s2ac.errors import (
-    ConfigError,
-    CredentialsError,
-    EarthEngineError,
-    EarthEngineQuotaError,
-    InputDataError,
-)
+from s2ac.data.earthengine.client import EarthEngine
+from s2ac.data.tfrecord import SR_KEYS, TOA_KEYS
+from s2ac.errors import ConfigError, EarthEngineError, InputDataError
 from s2ac.io import storage
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-DEFAULT_API_URL = "https://earthengine.googleapis.com"
-SCOPES = (
-    "https://www.googleapis.com/auth/earthengine",
-    "https://www.googleapis.com/auth/cloud-platform",
-)
 CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
 CLOUD_SCORE_BAND = "cs_cdf"
 CLOUD_PROPERTY = "CLOUDY_PIXEL_PERCENTAGE"
@@ -71,163 +39,6 @@ STRATUM = "s2ac_stratum"  # property naming the stratum (state) of a region feat
 _L2A_MATCH, _CS_MATCH, _REGION_MATCH = "s2ac_l2a", "s2ac_cs", "s2ac_region"
 _MAX_ERROR_M = 100  # tolerance of geometry operations; scenes are 110 km wide
 _SELECTORS = ("system:index", STRATUM, CLOUD_PROPERTY, "system:time_start", "MGRS_TILE")
-_TRANSIENT = frozenset({429, 500, 502, 503, 504})
-_NO_CREDENTIALS = (
-    "no Google credentials for Earth Engine: set data.earthengine.service_account_key to a "
-    "service-account key file, set GOOGLE_APPLICATION_CREDENTIALS, or run "
-    "`gcloud auth application-default login`"
-)
-
-
-# --- connection -------------------------------------------------------------------------------
-
-
-def with_environment(cfg: EarthEngineConfig, environ: Mapping[str, str]) -> EarthEngineConfig:
-    """Fill unset ``project`` / ``api_url`` from EE_PROJECT or GOOGLE_CLOUD_PROJECT / EE_API_URL.
-
-    Called at the edge (CLI, components): library code gets everything through the config.
-    """
-    update: dict[str, Any] = {}
-    project = environ.get("EE_PROJECT") or environ.get("GOOGLE_CLOUD_PROJECT")
-    if cfg.project is None and project:
-        update["project"] = project
-    if cfg.api_url is None and environ.get("EE_API_URL"):
-        update["api_url"] = environ["EE_API_URL"]
-    return cfg.model_copy(update=update) if update else cfg
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff: waits ``initial * multiplier**k`` seconds, at most ``maximum``."""
-
-    initial: float = 2.0
-    multiplier: float = 2.0
-    maximum: float = 64.0
-    attempts: int = 6  # 1 + retries
-
-    def delays(self) -> list[float]:
-        return [
-            min(self.initial * self.multiplier**k, self.maximum) for k in range(self.attempts - 1)
-        ]
-
-
-def http_status(exc: BaseException) -> int | None:
-    """HTTP status behind an earthengine-api error (it keeps the HttpError as the context)."""
-    for candidate in (exc, exc.__cause__, exc.__context__):
-        if isinstance(candidate, HttpError):
-            return int(candidate.resp.status)
-    return None
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, HttpError):
-        return str(exc._get_reason()).strip()  # the server's message; the URL is not needed
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-@dataclass
-class EarthEngine:
-    """An initialised client: every request goes through :meth:`call` (retries, clear errors)."""
-
-    project: str
-    url: str
-    credentials_source: str
-    backoff: Backoff = field(default_factory=Backoff)
-    sleep: Callable[[float], None] = time.sleep
-    retries: int = 0  # transient failures retried so far (for reports and tests)
-
-    def call(self, request: Callable[[], T], what: str) -> T:
-        """Run one Earth Engine request; retry 429/5xx/connection errors with backoff."""
-        delays = self.backoff.delays()
-        for attempt in range(len(delays) + 1):
-            try:
-                return request()
-            except (ee.EEException, HttpError, auth_exceptions.TransportError, OSError) as exc:
-                status = http_status(exc)
-                transient = status in _TRANSIENT or (
-                    status is None and isinstance(exc, auth_exceptions.TransportError | OSError)
-                )
-                if not transient or attempt == len(delays):
-                    raise self._error(exc, what, status, attempt + 1) from None
-                self.retries += 1
-                detail = f"HTTP {status}" if status else type(exc).__name__
-                log.warning("%s: Earth Engine answered %s; retry %d/%d in %.0f s",
-                            what, detail, attempt + 1, len(delays), delays[attempt])  # fmt: skip
-                self.sleep(delays[attempt])
-            except auth_exceptions.RefreshError as exc:
-                raise self._refused(exc) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _refused(self, exc: auth_exceptions.RefreshError) -> CredentialsError:
-        # args[0] is the token endpoint's error code and description, never key material.
-        reason = str(exc.args[0]).splitlines()[0] if exc.args else "refused"
-        return CredentialsError(
-            f"Earth Engine: Google refused an access token for the {self.credentials_source} "
-            f"({reason}); check the key file or run `gcloud auth application-default login`"
-        )
-
-    def _error(self, exc: BaseException, what: str, status: int | None, tries: int) -> Exception:
-        reason = _reason(exc)
-        if status in (401, 403):
-            return CredentialsError(
-                f"Earth Engine refused {what} (HTTP {status}: {reason}); check that the "
-                f"{self.credentials_source} may use Earth Engine in project {self.project}"
-            )
-        if status == 429:
-            return EarthEngineQuotaError(
-                f"{what}: Earth Engine quota or concurrency limit (HTTP 429: {reason}) after "
-                f"{tries} attempts; wait, run fewer requests at once, or raise "
-                "data.earthengine.max_retries"
-            )
-        where = f" (HTTP {status})" if status else ""
-        return EarthEngineError(f"{what}: Earth Engine error{where}: {reason}")
-
-
-def load_credentials(cfg: EarthEngineConfig) -> tuple[Any, str | None, str]:
-    """(credentials, their project or None, a description for messages without secrets)."""
-    key = cfg.service_account_key
-    if key:
-        source = f"service-account key {key}"
-        if not os.path.isfile(key):
-            raise CredentialsError(f"{key}: service-account key file not found")
-        try:
-            credentials = service_account.Credentials.from_service_account_file(key, scopes=SCOPES)
-        except (ValueError, KeyError, TypeError):  # json.JSONDecodeError is a ValueError
-            raise CredentialsError(
-                f"{key}: not a usable service-account key file (expected the JSON key of a "
-                "service account, with client_email, private_key and token_uri)"
-            ) from None  # the parser's message may quote the key
-        return credentials, credentials.project_id, source
-    try:
-        credentials, project = google.auth.default(scopes=SCOPES)
-    except auth_exceptions.DefaultCredentialsError:
-        raise CredentialsError(_NO_CREDENTIALS) from None
-    return credentials, project, "application default credentials"
-
-
-def connect(cfg: EarthEngineConfig, *, sleep: Callable[[float], None] = time.sleep) -> EarthEngine:
-    """Initialise Earth Engine for ``cfg`` (credentials, project, API URL) and return a client.
-
-    Raises:
-        CredentialsError: no usable credentials, or Earth Engine refused them.
-        ConfigError: no project could be determined.
-    """
-    credentials, key_project, source = load_credentials(cfg)
-    project = cfg.project or key_project
-    if not project:
-        raise ConfigError(
-            "no Earth Engine project: set data.earthengine.project (or EE_PROJECT / "
-            "GOOGLE_CLOUD_PROJECT) to a Cloud project registered for Earth Engine"
-        )
-    url = (cfg.api_url or DEFAULT_API_URL).rstrip("/")
-    client = EarthEngine(project, url, source, Backoff(attempts=cfg.max_retries + 1), sleep)
-    ee.Reset()  # a fresh start: otherwise a second Initialize skips checking the new settings
-    ee.data.setMaxRetries(0)  # one retry policy, ours (logged, injectable sleep)
-    client.call(
-        lambda: ee.Initialize(credentials, url=url, project=project), "initialising Earth Engine"
-    )
-    log.info("Earth Engine initialised: project %s, %s, %s", project, url, source)
-    return client
 
 
 # --- regions and dates ------------------------------------------------------------------------

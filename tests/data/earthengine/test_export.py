@@ -1,4 +1,5 @@
-"""s2ac.data.ee_export and ``s2ac data export``: planning, task bodies, tracking, resume, chips.
+"""s2ac.data.earthengine.export and ``s2ac data export``: planning, task bodies, tracking, resume,
+chips.
 
 The real earthengine-api client talks to the fake Earth Engine (tests/fakes/earthengine.py);
 exports "run" by writing into the GCS emulator what Earth Engine would, and the training input
@@ -23,9 +24,11 @@ from fakes.earthengine import FakeEarthEngine, constant, function_names, invocat
 from fakes.ee_fixtures import ee_fake_fixture, ee_key_fixture, ee_server_fixture  # noqa: F401
 from s2ac.cli import app
 from s2ac.config import EarthEngineConfig
-from s2ac.data import earthengine as E
-from s2ac.data import ee_export as X
-from s2ac.data.patches import SR_KEYS, TOA_KEYS, list_tfrecords, make_dataset
+from s2ac.data.earthengine import client as C
+from s2ac.data.earthengine import export as X
+from s2ac.data.earthengine import scenes as S
+from s2ac.data.input import make_dataset
+from s2ac.data.tfrecord import SR_KEYS, TOA_KEYS, list_tfrecords
 from s2ac.errors import ExportTaskError, RequestTooLargeError
 from s2ac.io import storage
 
@@ -45,7 +48,7 @@ def gcs_cfg(fake: FakeEarthEngine, key: Path, gcs_prefix: str, **values: Any) ->
 
 
 def planned(fake: FakeEarthEngine, cfg: EarthEngineConfig, sleeps: list[float] | None = None):
-    client = E.connect(cfg, sleep=(sleeps if sleeps is not None else []).append)
+    client = C.connect(cfg, sleep=(sleeps if sleeps is not None else []).append)
     return client, X.plan_export(client, cfg, seed=0, patch_size=256)
 
 
@@ -61,7 +64,7 @@ def test_pixel_grid_is_snapped_to_the_10m_grid_around_the_centre():
 def test_task_names_follow_earth_engine_rules():
     when = datetime(2023, 10, 4, tzinfo=UTC)
     index = "20231004T050701_20231004T051809_T43QGU"
-    scene = E.Scene(index, "Dadra & Nagar Haveli (UT)", 3.0, when, "43QGU")
+    scene = S.Scene(index, "Dadra & Nagar Haveli (UT)", 3.0, when, "43QGU")
     task = X.ExportTask(
         scene, "EPSG:32643", (10, 0, 0, 0, -10, 0), 256, 256, "b", "p/x", "TFRecord"
     )
@@ -76,6 +79,7 @@ def test_task_names_follow_earth_engine_rules():
 # --- task bodies ------------------------------------------------------------------------------
 
 
+@service
 def test_export_request_carries_the_training_pair_grid_and_tfrecord_options(ee_fake, ee_key):
     cfg = make_cfg(ee_fake, ee_key[0], n_images=1)
     client, plan = planned(ee_fake, cfg.model_copy(update={"bucket": None}))
@@ -136,6 +140,7 @@ def test_export_request_carries_the_training_pair_grid_and_tfrecord_options(ee_f
     assert days == (str(day), str(day + timedelta(days=1)))  # narrows the index lookup
 
 
+@service
 def test_geotiff_export_request(ee_fake, ee_key):
     cfg = make_cfg(ee_fake, ee_key[0], n_images=1, file_format="GeoTIFF")
     client, plan = planned(ee_fake, cfg.model_copy(update={"bucket": None}))
@@ -251,8 +256,10 @@ def test_quota_errors_while_starting_reuse_the_request_id(ee_fake, ee_key, gcs_p
 # --- computePixels ----------------------------------------------------------------------------
 
 
-def test_chips_over_48_mb_are_refused_before_any_request(ee_fake, ee_key, tmp_path):
-    cfg = make_cfg(ee_fake, ee_key[0], n_images=2, patches_per_side=5)  # 1280 px: 50 MiB
+@service
+def test_chips_over_48_mb_are_refused_before_any_request(ee_fake, ee_key, gcs_prefix, tmp_path):
+    # 5 patches of 256 a side: 1280 px, 50 MiB. The plan lists the (emulator's) bucket.
+    cfg = gcs_cfg(ee_fake, ee_key[0], gcs_prefix, n_images=2, patches_per_side=5)
     client, plan = planned(ee_fake, cfg)
     assert X.request_bytes(1254) <= X.MAX_REQUEST_BYTES < X.request_bytes(1255)
     with pytest.raises(RequestTooLargeError, match=r"1280x1280 px .* 50\.0 MB, over .* 48 MB"):
@@ -260,8 +267,11 @@ def test_chips_over_48_mb_are_refused_before_any_request(ee_fake, ee_key, tmp_pa
     assert not ee_fake.recorded("computePixels") and not list(tmp_path.iterdir())
 
 
-def test_chips_are_computed_and_written_as_georeferenced_geotiffs(ee_fake, ee_key, tmp_path):
-    cfg = make_cfg(ee_fake, ee_key[0], n_images=2)
+@service
+def test_chips_are_computed_and_written_as_georeferenced_geotiffs(
+    ee_fake, ee_key, gcs_prefix, tmp_path
+):
+    cfg = gcs_cfg(ee_fake, ee_key[0], gcs_prefix, n_images=2)
     client, plan = planned(ee_fake, cfg)
     written = X.fetch_chips(client, plan.tasks, str(tmp_path / "chips"), cfg)
     assert len(written) == 2 and len(ee_fake.recorded("image:computePixels")) == 2

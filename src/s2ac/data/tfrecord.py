@@ -1,12 +1,10 @@
-"""Patches: tiling scenes, the TFRecord schema of patch pairs, and the tf.data input pipeline.
+"""The TFRecord schema of patch pairs: writing, checking, parsing and listing the files.
 
-Tiling
-    :func:`patch_origins` / :func:`extract_patches` cut a ``(H, W, C)`` scene into full-size square
-    patches that cover every pixel. The last row and column of patches are shifted back inside
-    the image (so they overlap their neighbour) rather than padded: the model never sees
-    artificial borders. Only an image smaller than one patch is padded, with NaN (= nodata).
+A module of its own because the schema is a public contract shared by every producer (the
+synthetic generator, the Earth Engine export, dataset assembly) and every reader (the input
+pipeline, validation, evaluation); tiling and the tf.data pipeline build on it.
 
-TFRecord schema (public contract; the Earth Engine export writes the same)
+Schema (the Earth Engine export writes the same)
     One ``tf.train.Example`` per patch pair of ``size x size`` pixels, with these features:
 
     ==========================  ==========  =====================================================
@@ -25,33 +23,25 @@ TFRecord schema (public contract; the Earth Engine export writes the same)
     named like the keys. Files whose name ends with ``.gz`` are GZIP-compressed (Earth Engine
     writes ``*.tfrecord.gz``); any other name means uncompressed.
 
-Input pipeline
-    :func:`make_dataset` turns a list of files (local or ``gs://``) into batches of
-    ``(toa, sr)``, each ``(batch, size, size, 4)`` float32. ``gs://`` files are first downloaded
-    into a local cache through :mod:`s2ac.io.storage`, because ``tf.io.gfile`` cannot talk to the
-    Cloud Storage emulator and the same code must run against both.
-
-TensorFlow is imported inside the functions that need it: it takes seconds to import, and tiling
-or listing files must stay cheap for the CLI.
+TensorFlow is imported inside the functions that need it: it takes seconds to import, and
+listing files must stay cheap for the CLI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from s2ac.bands import BAND_NAMES, N_BANDS
-from s2ac.console import track
 from s2ac.errors import InputDataError, ObjectNotFoundError
 from s2ac.io import storage
 
@@ -63,83 +53,11 @@ TOA_KEYS: tuple[str, ...] = tuple(f"toa_{band}" for band in BAND_NAMES)
 SR_KEYS: tuple[str, ...] = tuple(f"sr_{band}" for band in BAND_NAMES)
 PATCH_ID_KEY = "patch_id"
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecord.gz")
-# Fixed (not AUTOTUNE) so the interleaved read order, and with it a seeded run, does not depend
-# on how many cores the machine has.
-_PARALLEL_READS = 4
-
-Origin = tuple[int, int]
 
 
 def feature_keys() -> tuple[str, ...]:
     """The required float features of every record: TOA bands, then SR bands."""
     return TOA_KEYS + SR_KEYS
-
-
-# --- tiling -----------------------------------------------------------------------------------
-
-
-def _axis_origins(length: int, size: int, stride: int) -> list[int]:
-    if length <= size:
-        return [0]  # padded up to one patch
-    starts = list(range(0, length - size + 1, stride))
-    if starts[-1] != length - size:
-        starts.append(length - size)  # shifted back inside: full-size, overlapping its neighbour
-    return starts
-
-
-def patch_origins(height: int, width: int, size: int, stride: int) -> list[Origin]:
-    """Top-left ``(row, col)`` of the patches covering a ``height x width`` image, row-major.
-
-    Every pixel is covered; every patch lies inside the image (except when the image is smaller
-    than ``size``, which :func:`extract_patches` pads). ``stride < size`` gives overlap.
-    """
-    if height < 1 or width < 1:
-        raise ValueError(f"image of {height}x{width} pixels has nothing to tile")
-    if not 0 < stride <= size:
-        raise ValueError(f"stride {stride} must be in 1..size ({size}), or pixels are skipped")
-    rows, cols = _axis_origins(height, size, stride), _axis_origins(width, size, stride)
-    return [(row, col) for row in rows for col in cols]
-
-
-def extract_patches(
-    image: np.ndarray,
-    size: int,
-    stride: int,
-    *,
-    pad_value: float = np.nan,
-    nodata: float | None = None,
-) -> tuple[np.ndarray, list[Origin]]:
-    """Cut ``image`` (H, W, C) into ``(N, size, size, C)`` patches at :func:`patch_origins`.
-
-    Pixels equal to ``nodata`` become NaN, so downstream code has one nodata convention. Images
-    smaller than ``size`` are padded at the bottom/right with ``pad_value`` (NaN: nodata).
-    Integer images come back as float32, because NaN needs a float type.
-    """
-    image = np.asarray(image)
-    if image.ndim != 3:
-        raise ValueError(f"expected an image of shape (H, W, C), got shape {image.shape}")
-    if not np.issubdtype(image.dtype, np.floating):
-        image = image.astype(np.float32)
-    if nodata is not None:
-        image = np.where(image == nodata, np.nan, image)  # a copy: the caller's array is kept
-    height, width, _ = image.shape
-    origins = patch_origins(height, width, size, stride)
-    pad_rows, pad_cols = max(size - height, 0), max(size - width, 0)
-    if pad_rows or pad_cols:
-        image = np.pad(image, ((0, pad_rows), (0, pad_cols), (0, 0)), constant_values=pad_value)
-    patches = np.stack([image[r : r + size, c : c + size] for r, c in origins])
-    return patches, origins
-
-
-def patch_nan_fraction(patches: np.ndarray) -> np.ndarray | float:
-    """Share of pixels with a NaN (or inf) in any band: per patch for ``(N, s, s, C)``, else one
-    float for a single ``(s, s, C)`` patch. A pixel missing one band is unusable as a whole."""
-    patches = np.asarray(patches)
-    if patches.ndim not in (3, 4):
-        raise ValueError(f"expected (size, size, C) or (N, size, size, C), got {patches.shape}")
-    bad_pixels = ~np.isfinite(patches).all(axis=-1)
-    fraction = bad_pixels.mean(axis=(-2, -1))
-    return float(fraction) if patches.ndim == 3 else fraction
 
 
 # --- TFRecord writing -------------------------------------------------------------------------
@@ -258,7 +176,7 @@ def check_example(serialized: bytes, patch_size: int, where: str = "TFRecord") -
         raise InputDataError(
             where,
             f"records lack the feature(s) {', '.join(missing)} (found: {found})",
-            "name the exported bands toa_B2..toa_B8 and sr_B2..sr_B8, see s2ac.data.patches",
+            "name the exported bands toa_B2..toa_B8 and sr_B2..sr_B8, see s2ac.data.tfrecord",
         )
     expected = patch_size * patch_size
     for key in feature_keys():
@@ -342,7 +260,7 @@ def iter_records(
         local = text
         if storage.is_gcs(text):
             folder = cache_dir or stack.enter_context(tempfile.TemporaryDirectory())
-            local = localize_files([text], cache_dir=folder)[0]
+            local = storage.localize_files([text], cache_dir=folder)[0]
         check_tfrecord(local, patch_size)
         parse = functools.partial(_parse, patch_size=patch_size)
         records = tf.data.TFRecordDataset(local, compression_type(local)).map(parse)
@@ -378,112 +296,3 @@ def list_tfrecords(dir_or_uri: str | os.PathLike[str]) -> list[str]:
             "check the path, or export/generate the dataset first",
         )  # fmt: skip
     return found
-
-
-def default_cache_dir() -> Path:
-    """Where downloaded ``gs://`` files are kept: ``$S2AC_CACHE_DIR`` or ``~/.cache/s2ac``."""
-    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(os.environ.get("S2AC_CACHE_DIR") or os.path.join(cache_home, "s2ac")) / "tfrecords"
-
-
-def localize_files(
-    files: Sequence[str], *, cache_dir: str | os.PathLike[str] | None = None
-) -> list[str]:
-    """Local paths for ``files``: ``gs://bucket/key`` is downloaded to ``cache_dir/bucket/key``
-    unless a file of the same size is already there (a rerun does not download again)."""
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    remote = [uri for uri in files if storage.is_gcs(uri)]
-    local_of: dict[str, str] = {}
-    for uri in track(remote, "Fetching TFRecord files"):
-        bucket, key = storage.split_gcs(uri)
-        local = root / bucket / key
-        # s2ac.io.storage has no public stat call yet; this metadata fetch names a missing URI.
-        remote_size = storage.size(uri)
-        if not (local.is_file() and local.stat().st_size == remote_size):
-            storage.download(uri, local)  # atomic: an interrupted download leaves no file
-        local_of[uri] = str(local)
-    return [local_of.get(f, os.fspath(f)) for f in files]
-
-
-# --- tf.data pipeline -------------------------------------------------------------------------
-
-
-def _augment_pair(pair: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
-    """Random flips and 90 degree rotations, the same for input and target: they are stacked
-    along channels and transformed once, so a pixel of TOA always stays over its SR pixel."""
-    import tensorflow as tf
-
-    toa, sr = pair
-    both = tf.concat([toa, sr], axis=-1)
-    flip_lr, flip_ud, rotate = tf.unstack(tf.random.split(seed, num=3))
-    both = tf.image.stateless_random_flip_left_right(both, flip_lr)
-    both = tf.image.stateless_random_flip_up_down(both, flip_ud)
-    turns = tf.random.stateless_uniform([], rotate, minval=0, maxval=4, dtype=tf.int32)
-    # rot90 by a tensor loses the static shape; patches are square, so it is unchanged.
-    both = tf.ensure_shape(tf.image.rot90(both, turns), both.shape)
-    return both[..., :N_BANDS], both[..., N_BANDS:]
-
-
-def make_dataset(
-    files: Sequence[str],
-    *,
-    patch_size: int = 256,
-    batch_size: int = 2,
-    training: bool,
-    shuffle_buffer: int = 1000,
-    seed: int = 0,
-    cache: bool | str = True,
-    augment: bool | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-) -> tf.data.Dataset:
-    """Batches of ``(toa, sr)``, each ``(batch, size, size, 4)`` float32, from TFRecord files.
-
-    Training: files are read interleaved, records shuffled (seeded, reshuffled every epoch),
-    augmented (``augment`` defaults to ``training``) and the last partial batch is dropped.
-    Evaluation: records come in file order, all of them, unchanged, matching
-    :func:`iter_records`. Both are deterministic for a given ``seed``.
-
-    ``cache``: True keeps parsed records in memory after the first epoch, a string caches them
-    in files with that prefix (TensorFlow reuses an existing cache as is), False re-reads.
-    ``gs://`` files are downloaded to ``cache_dir`` (default :func:`default_cache_dir`).
-    Every file's first record is checked against the schema before the pipeline is built.
-    """
-    import tensorflow as tf
-
-    if isinstance(files, str | os.PathLike):
-        files = [os.fspath(files)]
-    if not files:
-        raise InputDataError("make_dataset", "no TFRecord files given", "see list_tfrecords()")
-    augment = training if augment is None else augment
-    local = localize_files(files, cache_dir=cache_dir)
-    for path in local:
-        check_tfrecord(path, patch_size)
-
-    # A TFRecordDataset takes one compression type: one per run of equal types, in file order.
-    parts = []
-    for compression, run in itertools.groupby(local, key=compression_type):
-        paths = list(run)
-        reads = min(len(paths), _PARALLEL_READS) if training else None  # eval: file order
-        parts.append(tf.data.TFRecordDataset(paths, compression, num_parallel_reads=reads))
-    dataset = functools.reduce(lambda a, b: a.concatenate(b), parts)
-
-    parse = functools.partial(parse_example, patch_size=patch_size)
-    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-    if isinstance(cache, str):
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        dataset = dataset.cache(cache)
-    elif cache:
-        dataset = dataset.cache()
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if augment:
-        # Per-element seeds from a seeded stream: stateless ops are safe in a parallel map and
-        # give the same augmentations for the same seed; new ones every epoch.
-        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds))
-        dataset = dataset.map(_augment_pair, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = True  # parallel map/interleave keep their order: seed -> same run
-    return dataset.with_options(options)

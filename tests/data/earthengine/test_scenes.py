@@ -1,8 +1,9 @@
-"""s2ac.data.earthengine: the real earthengine-api client against a local fake of the REST API.
+"""s2ac.data.earthengine.scenes: regions, the serialized listing expression the real client
+sends to a local fake of the REST API, empty selections, and stratified sampling.
 
 The fake (tests/fakes/earthengine.py) serves the discovery document and algorithm list shipped
 in the installed wheel and records every request, so these tests assert what a user's client
-would send to Google: the token flow, the serialized expression graphs, retries.
+would send to Google.
 """
 
 from __future__ import annotations
@@ -12,27 +13,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from fakes.earthengine import (
-    CLIENT_EMAIL,
-    FakeEarthEngine,
-    constant,
-    constants,
-    function_names,
-    invocations,
-    write_service_account_key,
-)
+from fakes.earthengine import FakeEarthEngine, constant, constants, function_names, invocations
 from fakes.ee_fixtures import ee_fake_fixture, ee_key_fixture, ee_server_fixture  # noqa: F401
 from s2ac.bands import EE_L1C_COLLECTION, EE_L2A_COLLECTION
 from s2ac.config import EarthEngineConfig
-from s2ac.data import earthengine as E
-from s2ac.errors import (
-    ConfigError,
-    CredentialsError,
-    EarthEngineQuotaError,
-    InputDataError,
-)
+from s2ac.data.earthengine import client as C
+from s2ac.data.earthengine import scenes as S
+from s2ac.errors import ConfigError, InputDataError
 
 SEASON = ("2023-10-01", "2023-12-31")  # post-monsoon: the clearest season over most of India
 
@@ -47,116 +37,12 @@ def listing_expression(fake: FakeEarthEngine) -> dict[str, Any]:
     return request.body["expression"]
 
 
-# --- connection and credentials ---------------------------------------------------------------
-
-
-def test_connect_runs_the_real_client_through_the_service_account_token_flow(ee_fake, ee_key):
-    client = E.connect(make_cfg(ee_fake, ee_key[0]))
-    assert client.project == "test-project"  # from the key file's project_id
-    (token,) = ee_fake.recorded("/token")
-    assert token.body["iss"] == CLIENT_EMAIL
-    assert "https://www.googleapis.com/auth/earthengine" in token.body["scope"].split()
-    discovery = ee_fake.recorded("/$discovery/rest")
-    assert discovery and discovery[0].query["version"] == ["v1"]
-    (algorithms,) = ee_fake.recorded("/algorithms")
-    assert algorithms.path == "/v1/projects/test-project/algorithms"
-    assert algorithms.headers["authorization"].startswith("Bearer fake-token-")
-
-
-def test_application_default_credentials_and_project_from_the_environment(
-    ee_fake, ee_key, monkeypatch
-):
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(ee_key[0]))
-    environ = {"EE_PROJECT": "s2ac-prod", "EE_API_URL": ee_fake.url}
-    cfg = E.with_environment(EarthEngineConfig(), environ)
-    assert (cfg.project, cfg.api_url) == ("s2ac-prod", ee_fake.url)
-    assert E.with_environment(EarthEngineConfig(project="mine"), environ).project == "mine"
-    client = E.connect(cfg)
-    assert client.credentials_source == "application default credentials"
-    assert ee_fake.recorded("/algorithms")[0].path == "/v1/projects/s2ac-prod/algorithms"
-
-
-def test_missing_or_unparsable_key_file_is_named_without_its_content(tmp_path):
-    missing = tmp_path / "missing.json"
-    with pytest.raises(CredentialsError, match=r"missing\.json: service-account key file not"):
-        E.connect(EarthEngineConfig(service_account_key=str(missing)))
-    broken = tmp_path / "broken.json"
-    secret = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
-    broken.write_text(json.dumps({
-        "type": "service_account", "client_email": CLIENT_EMAIL, "token_uri": "http://x/token",
-        "private_key": f"-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n",
-    }))  # fmt: skip
-    with pytest.raises(CredentialsError) as info:
-        E.connect(EarthEngineConfig(service_account_key=str(broken)))
-    assert str(broken) in str(info.value) and "not a usable service-account key" in str(info.value)
-    assert secret not in str(info.value) and info.value.__cause__ is None
-
-
-def test_refused_credentials_fail_clearly_and_send_nothing_else(ee_fake, ee_key):
-    ee_fake.reject_tokens = True
-    with pytest.raises(CredentialsError) as info:
-        E.connect(make_cfg(ee_fake, ee_key[0]))
-    message = str(info.value)
-    assert "Google refused an access token for the service-account key" in message
-    assert "(invalid_grant: Invalid JWT Signature.)" in message
-    assert str(ee_key[0]) in message and ee_key[1] not in message
-    assert ee_fake.recorded("/token") and not ee_fake.recorded("/v1/")
-
-
-def test_api_refusing_the_project_is_a_credentials_error(ee_fake, ee_key):
-    ee_fake.inject("/algorithms", 403, message="Permission denied on project test-project")
-    with pytest.raises(CredentialsError, match=r"HTTP 403: Permission denied") as info:
-        E.connect(make_cfg(ee_fake, ee_key[0]))
-    assert ee_key[1] not in str(info.value)
-
-
-def test_no_project_anywhere_is_a_config_error(ee_fake, tmp_path):
-    key, _ = write_service_account_key(tmp_path / "key.json", ee_fake.token_uri, project_id=None)
-    with pytest.raises(ConfigError, match="no Earth Engine project"):
-        E.connect(EarthEngineConfig(api_url=ee_fake.url, service_account_key=str(key)))
-
-
-# --- retries ----------------------------------------------------------------------------------
-
-
-def test_quota_429_is_retried_with_exponential_backoff_then_succeeds(ee_fake, ee_key):
-    cfg = make_cfg(ee_fake, ee_key[0])
-    sleeps: list[float] = []
-    client = E.connect(cfg, sleep=sleeps.append)
-    ee_fake.inject("value:compute", 429, times=2)
-    listing = E.find_scenes(client, cfg, E.parse_region("india", cfg))
-    assert listing.scenes
-    assert client.retries == 2 and sleeps == [2.0, 4.0]
-    assert [r.status for r in ee_fake.recorded("value:compute")] == [429, 429, 200]
-
-
-def test_quota_429_through_every_retry_raises_a_quota_error(ee_fake, ee_key):
-    cfg = make_cfg(ee_fake, ee_key[0], max_retries=2)
-    sleeps: list[float] = []
-    client = E.connect(cfg, sleep=sleeps.append)
-    ee_fake.inject("value:compute", 429, times=10, message="Too many concurrent aggregations.")
-    with pytest.raises(EarthEngineQuotaError, match="after 3 attempts") as info:
-        E.find_scenes(client, cfg, E.parse_region("india", cfg))
-    assert "listing scenes of india" in str(info.value)
-    assert "Too many concurrent aggregations" in str(info.value)
-    assert sleeps == [2.0, 4.0] and len(ee_fake.recorded("value:compute")) == 3
-
-
-def test_client_errors_are_not_retried(ee_fake, ee_key):
-    cfg = make_cfg(ee_fake, ee_key[0])
-    client = E.connect(cfg, sleep=lambda s: pytest.fail("a 400 must not be retried"))
-    ee_fake.inject("value:compute", 400, message="Collection.loadTable: Table not found.")
-    with pytest.raises(E.EarthEngineError, match=r"\(HTTP 400\): Collection.loadTable"):
-        E.find_scenes(client, cfg, E.parse_region("india", cfg))
-    assert client.retries == 0
-
-
 # --- the listing expression -------------------------------------------------------------------
 
 
 def test_listing_pairs_l1c_with_l2a_and_cloud_score_on_system_index(ee_fake, ee_key):
     cfg = make_cfg(ee_fake, ee_key[0])
-    listing = E.find_scenes(E.connect(cfg), cfg, E.parse_region("india", cfg))
+    listing = S.find_scenes(C.connect(cfg), cfg, S.parse_region("india", cfg))
     expression = listing_expression(ee_fake)
     names = set(function_names(expression))
     assert {
@@ -166,7 +52,7 @@ def test_listing_pairs_l1c_with_l2a_and_cloud_score_on_system_index(ee_fake, ee_
         "Collection.reduceColumns",
     } <= names
     loaded = {constant(a["id"]) for a in invocations(expression, "ImageCollection.load")}
-    assert loaded == {EE_L1C_COLLECTION, EE_L2A_COLLECTION, E.CLOUD_SCORE_PLUS}
+    assert loaded == {EE_L1C_COLLECTION, EE_L2A_COLLECTION, S.CLOUD_SCORE_PLUS}
     tables = {constant(a["tableId"]) for a in invocations(expression, "Collection.loadTable")}
     assert tables == {"FAO/GAUL/2015/level1"}
     equals = [
@@ -204,9 +90,9 @@ def test_listing_pairs_l1c_with_l2a_and_cloud_score_on_system_index(ee_fake, ee_
 
 def test_named_states_are_filtered_on_adm1_name(ee_fake, ee_key):
     cfg = make_cfg(ee_fake, ee_key[0], region="Kerala, Tamil Nadu")
-    region = E.parse_region(cfg.region, cfg)
+    region = S.parse_region(cfg.region, cfg)
     assert region.states == ("Kerala", "Tamil Nadu")
-    listing = E.find_scenes(E.connect(cfg), cfg, region)
+    listing = S.find_scenes(C.connect(cfg), cfg, region)
     expression = listing_expression(ee_fake)
     (listed,) = {
         tuple(constant(a["leftValue"]))
@@ -229,7 +115,7 @@ def test_geojson_features_are_the_strata(ee_fake, ee_key, tmp_path):
          "geometry": {"type": "Polygon", "coordinates": [shifted]}},
     ]}))  # fmt: skip
     cfg = make_cfg(ee_fake, ee_key[0], region=str(path))
-    listing = E.find_scenes(E.connect(cfg), cfg, E.parse_region(cfg.region, cfg))
+    listing = S.find_scenes(C.connect(cfg), cfg, S.parse_region(cfg.region, cfg))
     assert listing.strata == ("paddy", "fields-1")
     expression = listing_expression(ee_fake)
     assert not invocations(expression, "Collection.loadTable")
@@ -240,10 +126,10 @@ def test_bad_geojson_names_the_file(tmp_path):
     path = tmp_path / "region.geojson"
     path.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature"}]}')
     with pytest.raises(InputDataError, match=r"region\.geojson: feature 0 has no geometry"):
-        E.parse_region(str(path), EarthEngineConfig())
+        S.parse_region(str(path), EarthEngineConfig())
     path.write_text("{not json")
     with pytest.raises(InputDataError, match=r"region\.geojson: not valid GeoJSON"):
-        E.parse_region(str(path), EarthEngineConfig())
+        S.parse_region(str(path), EarthEngineConfig())
 
 
 # --- empty selections -------------------------------------------------------------------------
@@ -252,7 +138,7 @@ def test_bad_geojson_names_the_file(tmp_path):
 def test_unknown_state_names_the_region_and_the_known_names(ee_fake, ee_key):
     cfg = make_cfg(ee_fake, ee_key[0], region="Atlantis")
     with pytest.raises(InputDataError) as info:
-        E.find_scenes(E.connect(cfg), cfg, E.parse_region(cfg.region, cfg))
+        S.find_scenes(C.connect(cfg), cfg, S.parse_region(cfg.region, cfg))
     message = str(info.value)
     assert message.startswith("Atlantis: matches no region in FAO/GAUL/2015/level1 for India")
     assert "known names: Andaman and Nicobar" in message and "Kerala" in message
@@ -261,7 +147,7 @@ def test_unknown_state_names_the_region_and_the_known_names(ee_fake, ee_key):
 def test_no_scene_in_the_dates_names_region_and_dates(ee_fake, ee_key):
     cfg = make_cfg(ee_fake, ee_key[0], start="2023-10-01", end="2023-10-03", max_cloud_percent=0)
     with pytest.raises(InputDataError) as info:
-        E.find_scenes(E.connect(cfg), cfg, E.parse_region("india", cfg))
+        S.find_scenes(C.connect(cfg), cfg, S.parse_region("india", cfg))
     message = str(info.value)
     assert message.startswith("india: no Sentinel-2 L1C scene")
     assert "between 2023-10-01 and 2023-10-03" in message and "at most 0% cloud" in message
@@ -273,18 +159,18 @@ def test_no_scene_in_the_dates_names_region_and_dates(ee_fake, ee_key):
 )
 def test_bad_dates_are_config_errors(start, end, problem):
     with pytest.raises(ConfigError, match=problem):
-        E.parse_dates(start, end)
+        S.parse_dates(start, end)
 
 
 # --- scenes and sampling ----------------------------------------------------------------------
 
 
-def scenes_per(counts: dict[str, int]) -> list[E.Scene]:
+def scenes_per(counts: dict[str, int]) -> list[S.Scene]:
     from datetime import UTC, datetime, timedelta
 
     day = datetime(2023, 10, 1, tzinfo=UTC)
     return [
-        E.Scene(f"{name}-{i:03d}", name, 5.0, day + timedelta(days=i), "43QGU")
+        S.Scene(f"{name}-{i:03d}", name, 5.0, day + timedelta(days=i), "43QGU")
         for name, n in counts.items()
         for i in range(n)
     ]
@@ -293,28 +179,28 @@ def scenes_per(counts: dict[str, int]) -> list[E.Scene]:
 def test_scene_crs_is_the_utm_zone_of_its_mgrs_tile():
     scene = scenes_per({"A": 1})[0]
     assert scene.crs == "EPSG:32643"
-    assert E.Scene("x", "A", 0, scene.time, "21HUB").crs == "EPSG:32721"  # south of the equator
-    assert E.Scene("x", "A", 0, scene.time, "4QFJ").crs == "EPSG:32604"
+    assert S.Scene("x", "A", 0, scene.time, "21HUB").crs == "EPSG:32721"  # south of the equator
+    assert S.Scene("x", "A", 0, scene.time, "4QFJ").crs == "EPSG:32604"
 
 
 def test_allocation_is_even_and_small_strata_give_their_share_away():
-    rng = E.np.random.default_rng(0)
-    assert E.allocate({"A": 100, "B": 100, "C": 3, "D": 10}, 40, rng) in (
+    rng = np.random.default_rng(0)
+    assert S.allocate({"A": 100, "B": 100, "C": 3, "D": 10}, 40, rng) in (
         {"A": 14, "B": 13, "C": 3, "D": 10},
         {"A": 13, "B": 14, "C": 3, "D": 10},
     )
-    assert E.allocate({"A": 1, "B": 5}, 10, rng) == {"A": 1, "B": 5}  # fewer than asked: all
-    assert E.allocate({"A": 4, "B": 4, "C": 4}, 12, rng) == {"A": 4, "B": 4, "C": 4}
+    assert S.allocate({"A": 1, "B": 5}, 10, rng) == {"A": 1, "B": 5}  # fewer than asked: all
+    assert S.allocate({"A": 4, "B": 4, "C": 4}, 12, rng) == {"A": 4, "B": 4, "C": 4}
 
 
 def test_stratified_sample_is_seeded_order_independent_and_without_repeats():
     scenes = scenes_per({"A": 100, "B": 100, "C": 3, "D": 10})
-    sample = E.stratified_sample(scenes, 40, seed=1)
-    counts = E.share_by_stratum(sample)
+    sample = S.stratified_sample(scenes, 40, seed=1)
+    counts = S.share_by_stratum(sample)
     assert counts["C"] == 3 and counts["D"] == 10 and sorted((counts["A"], counts["B"])) == [13, 14]
     assert len({s.index for s in sample}) == 40
-    assert E.stratified_sample(list(reversed(scenes)), 40, seed=1) == sample
-    assert E.stratified_sample(scenes, 40, seed=2) != sample
+    assert S.stratified_sample(list(reversed(scenes)), 40, seed=1) == sample
+    assert S.stratified_sample(scenes, 40, seed=2) != sample
 
 
 def test_stratified_sample_is_uniform_within_strata_and_fair_between_them():
@@ -323,9 +209,9 @@ def test_stratified_sample_is_uniform_within_strata_and_fair_between_them():
     extra: Counter[str] = Counter()
     seeds = range(400)
     for seed in seeds:
-        sample = E.stratified_sample(scenes, 40, seed=seed)
+        sample = S.stratified_sample(scenes, 40, seed=seed)
         picked.update(s.index for s in sample if s.stratum == "A")
-        counts = E.share_by_stratum(sample)
+        counts = S.share_by_stratum(sample)
         extra["A" if counts["A"] == 14 else "B"] += 1
     # Each scene of A is picked with probability 13.5/100: 54 of 400 on average (sd ~6.8).
     frequencies = [picked[f"A-{i:03d}"] / len(seeds) for i in range(100)]

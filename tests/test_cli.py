@@ -70,3 +70,12 @@ def test_data_info_names_missing_file(tmp_path: Path):
     assert result.returncode == 2
     assert "nope.tif" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_option_changes_are_validated_like_overrides(tmp_path):
+    """--n-trials 0 is refused with the key named, before any data is read."""
+    result = subprocess.run([*S2AC, "tune", str(tmp_path / "none"), "--n-trials", "0"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2
+    message = " ".join((result.stdout + result.stderr).split())
+    assert "tune.n_trials: Input should be greater than or equal to 1 (got 0)" in message

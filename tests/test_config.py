@@ -2,7 +2,16 @@ from pathlib import Path
 
 import pytest
 
-from s2ac.config import Config, available_profiles, dump_config, load_config, parse_override
+from s2ac.config import (
+    Config,
+    available_profiles,
+    dump_config,
+    load_config,
+    overrides_from,
+    parse_override,
+    split_overrides,
+    with_changes,
+)
 from s2ac.errors import ConfigError
 
 
@@ -69,3 +78,27 @@ def test_bad_profile_file_and_override_syntax(tmp_path: Path):
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_override("train.epochs")
     assert parse_override("a.b.c=1.5") == {"a": {"b": {"c": 1.5}}}
+
+
+def test_every_change_is_validated_and_names_the_key():
+    config = load_config("small")
+    with pytest.raises(ConfigError, match=r"tune\.n_trials: Input should be greater than"):
+        with_changes(config, {"tune.n_trials": 0})
+    with pytest.raises(ConfigError, match=r"train\.lambda_l11: unknown key"):
+        with_changes(config, {"train.lambda_l11": 5})
+    changed = with_changes(config, {"tune.n_trials": 4, "train.lambda_l1": 50})
+    assert (changed.tune.n_trials, changed.train.lambda_l1) == (4, 50.0)
+    assert config.tune.n_trials == 3  # the input is left alone
+
+
+def test_overrides_from_recreate_the_config_from_its_profile(tmp_path: Path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("train:\n  lambda_l1: 50\ngate:\n  criteria:\n    ssim_vs_champion: null\n")
+    config = load_config("small", extra, ["tune.lambda_l1_range=[2, 20]", "data.seed=3"])
+    overrides = overrides_from(config)
+    assert load_config("small", overrides=overrides) == config
+    assert (
+        "train.lambda_l1=50.0" in overrides and "gate.criteria.ssim_vs_champion=null" in overrides
+    )
+    assert overrides_from(load_config("small")) == []
+    assert split_overrides("a.b=1 c.d='x y'") == ["a.b=1", "c.d=x y"]

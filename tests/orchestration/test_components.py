@@ -26,7 +26,7 @@ def chain(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("components")
     tracking = f"sqlite:///{root}/mlflow.db"
     overrides = [
-        "data.n_patches=12", "data.patch_size=64", "data.split_buffer_px=16", "train.epochs=1",
+        "data.n_patches=10", "train.epochs=1",
         "evaluate.figures=false", f"registry.tracking_uri={tracking}",
         "gate.criteria.ssim_floor.bound=0.5", "gate.criteria.psnr_floor.bound=15",
         "gate.criteria.rmse_vs_baselines_test=null", "gate.criteria.rmse_vs_baselines_ood=null",

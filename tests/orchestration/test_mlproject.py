@@ -97,3 +97,40 @@ def test_mlflow_run_main_small(mlflow_server: str, tmp_path: Path):
         client.get_model_version_by_alias("s2ac-pix2pix", "challenger").version == version.version
     )
     assert (out / "evaluation" / "report.md").is_file()
+
+
+def _render(entry_point: str, parameters: dict[str, str], tmp_path: Path) -> list[str]:
+    """The command MLflow runs for ``entry_point`` (its own rendering and quoting)."""
+    from mlflow.projects._project_spec import load_project
+
+    entry = load_project(str(ROOT)).get_entry_point(entry_point)
+    return shlex.split(entry.compute_command(parameters, str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"), [(None, None), ("train.lambda_l1=7 train.epochs=2", 7.0)]
+)
+def test_train_entry_point_keeps_the_profiles_lambda_unless_given_one(
+    overrides, expected, tmp_path, monkeypatch
+):
+    from types import SimpleNamespace
+
+    from s2ac.config import load_config
+    from s2ac.orchestration import stages
+
+    seen = {}
+
+    def train(config, dataset, checkpoints=None, *, resume=False):
+        seen["config"] = config
+        return SimpleNamespace(epochs_completed=0, steps=0, stopped_early=False,
+                               checkpoint_dir=checkpoints, run_id="r")  # fmt: skip
+
+    monkeypatch.setattr(stages, "train", train)
+    parameters = {"profile": "small"} | ({"overrides": overrides} if overrides else {})
+    argv = _render("train", parameters, tmp_path)
+    result = CliRunner().invoke(app, argv[1:])
+    assert result.exit_code == 0, result.output
+    small = load_config("small")
+    assert seen["config"].train.lambda_l1 == (expected or small.train.lambda_l1)
+    assert seen["config"].train.epochs == (2 if overrides else small.train.epochs)
+    assert seen["config"].train.learning_rate == small.train.learning_rate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -156,3 +157,15 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield uri
     finally:
         _stop(process)
+
+
+@pytest.fixture(autouse=True)
+def _no_mlflow_experiment_from_earlier_tests() -> Iterator[None]:
+    """``mlflow.set_experiment`` exports ``MLFLOW_EXPERIMENT_ID`` into this process's
+    environment; a later test's subprocess (``mlflow run``, kfp.local tasks) would inherit an
+    experiment of another database. Clear it around every test."""
+    for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(key, None)
+    yield
+    for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(key, None)

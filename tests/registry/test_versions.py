@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -117,6 +119,22 @@ def _network(kind: str | float, dataset: Path) -> keras.Model:
     return model
 
 
+@pytest.fixture(scope="module")
+def candidates(mlflow_server, dataset, tmp_path_factory) -> Callable[[str | float], tuple]:
+    """``candidates(kind)``: a logged and evaluated candidate, made once per module (a run can be
+    registered under every test's model name; evaluations do not depend on the name)."""
+    made: dict[str | float, tuple[str, Path]] = {}
+    config = _config(mlflow_server, "unused")
+    root = tmp_path_factory.mktemp("candidates")
+
+    def get(kind: str | float) -> tuple[str, Path]:
+        if kind not in made:
+            made[kind] = _candidate(dataset, kind, config, root / str(kind))
+        return made[kind]
+
+    return get
+
+
 def _candidate(dataset: Path, kind: str | float, config: Config, out: Path) -> tuple[str, Path]:
     """Log a candidate generator in a training-like run and evaluate it; (run id, eval dir)."""
     model = _network(kind, dataset)
@@ -139,13 +157,13 @@ def _candidate(dataset: Path, kind: str | float, config: Config, out: Path) -> t
 @pytest.mark.service
 @pytest.mark.slow
 def test_default_gate_refuses_the_linear_map_and_promotes_a_better_model(
-    mlflow_server, dataset, tmp_path
+    mlflow_server, dataset, candidates, tmp_path
 ):
     name = f"s2ac-{uuid.uuid4().hex[:8]}"
     config = _config(mlflow_server, name)
     client = MlflowClient(mlflow_server)
 
-    run, evaluation = _candidate(dataset, "linear", config, tmp_path / "linear")
+    run, evaluation = candidates("linear")
     refused = register(run, evaluation, dataset, config)
     assert not refused.promoted and refused.champion_version is None
     failed = {c.name for c in refused.decision.failed}
@@ -157,7 +175,7 @@ def test_default_gate_refuses_the_linear_map_and_promotes_a_better_model(
                       "gate.criteria.rmse_vs_baselines_ood.factor=1.001")  # fmt: skip
     assert register(run, evaluation, dataset, lenient, promote=False).decision.passed
 
-    run, evaluation = _candidate(dataset, 0.99, config, tmp_path / "first")
+    run, evaluation = candidates(0.99)
     first = register(run, evaluation, dataset, config)
     assert first.promoted and first.version == "2" and first.champion_version == "2"
     version = client.get_model_version(name, "2")
@@ -176,14 +194,14 @@ def test_default_gate_refuses_the_linear_map_and_promotes_a_better_model(
     assert {"evaluation/report.md", "evaluation/evaluation.json"} <= artifacts
     assert "evaluation/rmse_by_band.png" not in artifacts  # evaluate.figures=false
 
-    run, evaluation = _candidate(dataset, 0.97, config, tmp_path / "worse")
+    run, evaluation = candidates(0.97)
     worse = register(run, evaluation, dataset, config)
     assert not worse.promoted and worse.champion_version == "2"
     failed = [c for c in worse.decision.failed]
     assert failed and all(c.name.endswith("vs_champion") for c in failed)
     assert alias_version(client, name, "challenger").version == "3"
 
-    run, evaluation = _candidate(dataset, 1.0, config, tmp_path / "better")
+    run, evaluation = candidates(1.0)
     better = register(run, evaluation, dataset, config)
     assert better.promoted and better.champion_version == "4"
     # The champion is scored by the gate itself on the same test set: check that number.
@@ -197,12 +215,14 @@ def test_default_gate_refuses_the_linear_map_and_promotes_a_better_model(
 
 @pytest.mark.service
 @pytest.mark.slow
-def test_scores_from_other_data_are_never_compared(mlflow_server, dataset, tmp_path):
+def test_scores_from_other_data_are_never_compared(mlflow_server, dataset, candidates, tmp_path):
     """An evaluation made on another dataset digest (here forged to look perfect) is not used:
     the gate re-scores the model on the gate's dataset."""
     name = f"s2ac-{uuid.uuid4().hex[:8]}"
     config = _config(mlflow_server, name)
-    run, evaluation = _candidate(dataset, "linear", config, tmp_path / "linear")
+    run, shared = candidates("linear")
+    evaluation = tmp_path / "forged"
+    shutil.copytree(shared, evaluation)
     table = pd.read_csv(evaluation / "comparison.csv", index_col=0)
     for column in ("test/pix2pix", "ood/pix2pix"):
         table.loc[table.index.str.startswith("rmse"), column] = 0.0
@@ -217,10 +237,10 @@ def test_scores_from_other_data_are_never_compared(mlflow_server, dataset, tmp_p
 
 @pytest.mark.service
 @pytest.mark.slow
-def test_thresholds_are_respected(mlflow_server, dataset, tmp_path):
+def test_thresholds_are_respected(mlflow_server, dataset, candidates, tmp_path):
     name = f"s2ac-{uuid.uuid4().hex[:8]}"
     config = _config(mlflow_server, name, "gate.criteria.psnr_floor.bound=101")
-    run, evaluation = _candidate(dataset, 1.0, config, tmp_path / "m")
+    run, evaluation = candidates(1.0)
     result = register(run, evaluation, dataset, config)
     assert not result.promoted and result.champion_version is None
     psnr = next(c for c in result.decision.criteria if c.name == "psnr_floor")
@@ -233,13 +253,13 @@ def test_thresholds_are_respected(mlflow_server, dataset, tmp_path):
 @pytest.mark.service
 @pytest.mark.slow
 def test_crash_during_gate_leaves_registry_consistent(
-    mlflow_server, dataset, tmp_path, monkeypatch
+    mlflow_server, dataset, candidates, tmp_path, monkeypatch
 ):
     name = f"s2ac-{uuid.uuid4().hex[:8]}"
     config = _config(mlflow_server, name)
-    run, evaluation = _candidate(dataset, 0.99, config, tmp_path / "a")
+    run, evaluation = candidates(0.99)
     assert register(run, evaluation, dataset, config).promoted
-    run, evaluation = _candidate(dataset, 1.0, config, tmp_path / "b")
+    run, evaluation = candidates(1.0)
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed while scoring the champion")
@@ -255,15 +275,13 @@ def test_crash_during_gate_leaves_registry_consistent(
 
 @pytest.mark.service
 @pytest.mark.slow
-def test_concurrent_registrations_keep_aliases_consistent(mlflow_server, dataset, tmp_path):
+def test_concurrent_registrations_keep_aliases_consistent(
+    mlflow_server, dataset, candidates, tmp_path
+):
     """Two `s2ac register` processes at once: the better model must end up champion whichever
     takes the lock first (without the lock both would pass against "no champion")."""
     name = f"s2ac-{uuid.uuid4().hex[:8]}"
-    config = _config(mlflow_server, name)
-    candidates = {
-        strength: _candidate(dataset, strength, config, tmp_path / str(strength))
-        for strength in (0.99, 1.0)
-    }
+    made = {strength: candidates(strength) for strength in (0.99, 1.0)}
     overrides = [
         f"registry.tracking_uri={mlflow_server}", f"registry.model_name={name}",
         "registry.experiment=registry-tests", "evaluate.figures=false",
@@ -276,14 +294,14 @@ def test_concurrent_registrations_keep_aliases_consistent(mlflow_server, dataset
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=os.environ | {"NO_PROXY": "127.0.0.1"},
         )
-        for run, evaluation in candidates.values()
+        for run, evaluation in made.values()
     ]  # fmt: skip
     outputs = [process.communicate(timeout=600)[0] for process in processes]
     assert all(p.returncode == 0 for p in processes), outputs
     client = MlflowClient(mlflow_server)
     versions = {v.run_id: v for v in client.search_model_versions(f"name = '{name}'")}
     assert len(versions) == 2
-    best = versions[candidates[1.0][0]]
+    best = versions[made[1.0][0]]
     assert alias_version(client, name, "champion").version == best.version
     assert best.tags[GATE_TAG] == "passed"
     assert all(v.tags[GATE_TAG] in ("passed", "failed") for v in versions.values())
@@ -295,21 +313,21 @@ def test_concurrent_registrations_keep_aliases_consistent(mlflow_server, dataset
 
 @pytest.mark.service
 @pytest.mark.slow
-def test_promote_separately_refuses_a_stale_gate(mlflow_server, dataset, tmp_path):
+def test_promote_separately_refuses_a_stale_gate(mlflow_server, dataset, candidates, tmp_path):
     """The KFP pipeline gates in one task and promotes in the next (dsl.If): promotion must not
     apply a decision made against a champion that has changed since."""
     name = f"s2ac-{uuid.uuid4().hex[:8]}"
     config = _config(mlflow_server, name)
     client = MlflowClient(mlflow_server)
-    run_a, eval_a = _candidate(dataset, 0.99, config, tmp_path / "a")
+    run_a, eval_a = candidates(0.99)
     gated = register(run_a, eval_a, dataset, config, promote=False)
     assert gated.decision.passed and not gated.promoted
     assert alias_version(client, name, "champion") is None
-    run_b, eval_b = _candidate(dataset, 1.0, config, tmp_path / "b")
+    run_b, eval_b = candidates(1.0)
     assert register(run_b, eval_b, dataset, config).champion_version == "2"
     assert promote("1", config) is False  # gated against "no champion", now v2 is champion
     assert alias_version(client, name, "champion").version == "2"
-    run_c, eval_c = _candidate(dataset, 0.995, config, tmp_path / "c")
+    run_c, eval_c = candidates(0.995)
     with pytest.raises(RegistryError, match="gate is 'failed'"):
         register(run_c, eval_c, dataset, config, promote=False)
         promote("3", config)

@@ -27,7 +27,7 @@ class Components:
     open_study: Any
     tune_worker: Any
     best_overrides: Any
-    gate: Any
+    register: Any
     promote: Any
     record_status: Any
 
@@ -47,7 +47,7 @@ def build(image: str) -> Components:
         open_study=make(tune.open_study),
         tune_worker=make(tune.tune_worker),
         best_overrides=make(tune.best_overrides),
-        gate=make(register.gate),
+        register=make(register.register),
         promote=make(register.promote),
         record_status=make(status.record_status),
     )

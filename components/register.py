@@ -3,7 +3,7 @@
 from kfp import dsl
 
 
-def gate(
+def register(
     profile: str,
     overrides: list,
     run_id: str,
@@ -15,7 +15,7 @@ def gate(
     from s2ac.orchestration import stages
 
     config = stages.config_for(profile, overrides)
-    registration = stages.gate(config, run_id, evaluation.path, dataset.path,
+    registration = stages.register(config, run_id, evaluation.path, dataset.path,
                                decision_path=decision.path)  # fmt: skip
     return registration.decision.passed
 

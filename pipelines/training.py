@@ -33,7 +33,7 @@ def train_and_gate(c: Any, config: PipelineConfig) -> Any:
             **common, run_id=run_id, dataset=dataset, model=trained.outputs["model"],
             validation=validated.outputs["docs"],
         ))  # fmt: skip
-        gated = small(uncached(with_retries(c.gate(
+        gated = small(uncached(with_retries(c.register(
             **common, run_id=run_id, dataset=dataset, evaluation=evaluated.outputs["evaluation"],
         ), config)))  # fmt: skip
         with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712

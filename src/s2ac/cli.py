@@ -525,7 +525,7 @@ def register_command(
     """Register the run's model (alias challenger) and promote it to champion if the gate passes."""
     from s2ac.orchestration import stages
 
-    print_gate(stages.gate(cfg, run_id, evaluation, dataset, promote=True))
+    print_gate(stages.register(cfg, run_id, evaluation, dataset, promote=True))
 
 
 @physics_app.command("build-lut")

@@ -17,7 +17,7 @@ from s2ac.evaluation.evaluate import (
 )
 from s2ac.evaluation.metrics import summarize
 from s2ac.evaluation.report import PAPER_CAVEAT
-from s2ac.physics.baselines import dark_object_subtraction
+from s2ac.physics.corrections import dark_object_subtraction
 
 
 @pytest.fixture(scope="module")

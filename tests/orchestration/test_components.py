@@ -21,7 +21,7 @@ def _artifact(kind: type, path: Path) -> dsl.Artifact:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory) -> dict:
-    """synth → validate → train → evaluate → gate → promote → record_status, as the training
+    """synth → validate → train → evaluate → register → promote → record_status, as the training
     pipeline wires them (small profile, tiny data, a relaxed gate)."""
     root = tmp_path_factory.mktemp("components")
     tracking = f"sqlite:///{root}/mlflow.db"
@@ -48,7 +48,7 @@ def chain(tmp_path_factory) -> dict:
                            validation=docs, evaluation=evaluation, metrics=metrics,
                            report=report)  # fmt: skip
     decision = _artifact(dsl.Markdown, root / "decision.md")
-    out["passed"] = C.gate.python_func(**common, run_id=out["run_id"], dataset=dataset,
+    out["passed"] = C.register.python_func(**common, run_id=out["run_id"], dataset=dataset,
                                        evaluation=evaluation, decision=decision)  # fmt: skip
     out["promoted"] = C.promote.python_func(**common, run_id=out["run_id"])
     status = dsl.PipelineTaskFinalStatus(

@@ -67,15 +67,15 @@ def test_training_spec_resources_retries_caching_and_gate(compiled):
     assert train["resources"]["resourceCpuLimit"] == "8"
     assert train["resources"]["resourceMemoryLimit"] == "32G"
     tasks = _tasks(spec)
-    for name in ("export", "validate", "gate", "promote"):
+    for name in ("export", "validate", "register", "promote"):
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3, name
     assert "retryPolicy" not in tasks["train"]
     for name in ("synth", "validate", "train", "evaluate"):
         assert tasks[name]["cachingOptions"].get("enableCache") is True, name
-    for name in ("gate", "promote", "record-status"):
+    for name in ("register", "promote", "record-status"):
         assert not tasks[name]["cachingOptions"].get("enableCache"), name
     conditions = [t.get("triggerPolicy", {}).get("condition", "") for t in tasks.values()]
-    assert any("gate-Output" in c and "== true" in c for c in conditions), conditions
+    assert any("register-Output" in c and "== true" in c for c in conditions), conditions
     assert any("'earthengine'" in c for c in conditions), conditions
     exit_task = tasks["record-status"]
     assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
@@ -110,7 +110,7 @@ def _flatten(spec: dict, dag: dict) -> list[str]:
 def _order(spec: dict) -> list[str]:
     """The training chain's stages in the order the compiled spec runs them."""
     stage_of = {"export": "data", "synth": "data", "validate": "validate", "train": "train",
-                "evaluate": "evaluate", "gate": "gate", "promote": "promote"}  # fmt: skip
+                "evaluate": "evaluate", "register": "register", "promote": "promote"}  # fmt: skip
     names = [re.sub(r"-\d+$", "", name) for name in _flatten(spec, spec["root"]["dag"])]
     return list(dict.fromkeys(stage_of[n] for n in names if n in stage_of))
 
@@ -130,10 +130,11 @@ def test_training_pipeline_and_local_run_share_the_stage_order(compiled, monkeyp
         return call
 
     result = type("R", (), {"run_id": "r", "checkpoint_dir": tmp_path, "path": "d"})()
-    for name, stage, value in [("synth", "data", result), ("validate", "validate", None),
-                               ("train", "train", result), ("evaluate", "evaluate", None),
-                               ("gate", "gate", Registration()), ("promote", "promote", True),
-                               ("promoted", None, Registration())]:  # fmt: skip
+    for name, stage, value in [
+        ("synth", "data", result), ("validate", "validate", None), ("train", "train", result),
+        ("evaluate", "evaluate", None), ("register", "register", Registration()),
+        ("promote", "promote", True), ("promoted", None, Registration()),
+    ]:  # fmt: skip
         if stage:
             monkeypatch.setattr(stages, name, record(stage, value))
         else:
@@ -255,7 +256,7 @@ def test_run_local_trains_gates_and_promotes(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    for task in ("synth", "validate", "train", "evaluate", "gate", "promote", "record-status"):
+    for task in ("synth", "validate", "train", "evaluate", "register", "promote", "record-status"):
         assert f"Task \x1b[96m'{task}" in output or f"'{task}" in output, task
     mlflow.set_tracking_uri(tracking)
     client = MlflowClient(tracking)
@@ -276,6 +277,7 @@ def test_run_local_trains_gates_and_promotes(tmp_path):
     assert "| psnr_floor | test |" in text and ">= 25" in text and ">= 0.5" in text
 
 
+@pytest.mark.slow
 def test_run_local_failure_is_recorded_by_the_exit_handler(tmp_path):
     """Earth Engine unreachable (no credentials): the export fails, the exit handler still runs
     and records the failure in MLflow, and the command ends with one error line."""

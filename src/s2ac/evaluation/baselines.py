@@ -1,6 +1,6 @@
 """The five baselines every model is scored beside, as batch methods ``(toa, patch_ids) -> sr``.
 
-* ``identity``, ``dos``, ``6s``: the physics baselines of :mod:`s2ac.physics.baselines`, nothing
+* ``identity``, ``dos``, ``6s``: the physics baselines of :mod:`s2ac.physics.corrections`, nothing
   learned and nothing known about the sample.
 * ``linear``: per output band, an affine function of the 4 TOA bands (20 numbers) fitted by least
   squares on the train split. The simplest learned correction: a model that does not beat it has
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from s2ac.bands import BAND_NAMES, N_BANDS
-from s2ac.physics.baselines import BASELINES as PHYSICS
+from s2ac.physics.corrections import BASELINES as PHYSICS
 from s2ac.physics.lut import Atmosphere, Lut
 
 #: A correction method over a batch: TOA (N, H, W, 4) and the patch ids -> SR (N, H, W, 4).

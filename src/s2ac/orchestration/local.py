@@ -1,5 +1,5 @@
 """The training run in this process: the stages of :data:`~s2ac.orchestration.stages.TRAINING_ORDER`
-(data → validate → [tune] → train → evaluate → gate → promote), each one call to
+(data → validate → [tune] → train → evaluate → register (+ gate) → promote), each one call to
 :mod:`s2ac.orchestration.stages`, all outputs under one folder.
 
 ``make demo``, ``s2ac run`` and the MLproject's ``main`` entry point run this; the KFP training
@@ -51,8 +51,8 @@ def run(config: Config, out: str | Path, tune_first: bool = False, workers: int 
         config, dataset.path, trained.checkpoint_dir / "best", out / "evaluation",
         run_id=run_id, validation_docs=out / "validation",
     )  # fmt: skip
-    log.info("[5/%d] gate: register %s and decide", n, config.registry.model_name)
-    registration = stages.gate(config, run_id, out / "evaluation", dataset.path,
+    log.info("[5/%d] register %s and decide the gate", n, config.registry.model_name)
+    registration = stages.register(config, run_id, out / "evaluation", dataset.path,
                                decision_path=out / "gate.md")  # fmt: skip
     if registration.decision.passed:
         log.info("[6/%d] promote", n)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 #: The training run's stages, in order: ``s2ac run`` runs them so and the KFP training pipeline
 #: declares the same chain (tests/orchestration compare both with this).
-TRAINING_ORDER = ("data", "validate", "train", "evaluate", "gate", "promote")
+TRAINING_ORDER = ("data", "validate", "train", "evaluate", "register", "promote")
 
 
 def config_for(profile: str, overrides: list[str]) -> Config:
@@ -159,16 +159,17 @@ def evaluate(
     return result
 
 
-def gate(
+def register(
     config: Config, run_id: str, evaluation_dir: str | Path, dataset: str, *,
     promote: bool = False, decision_path: str | Path | None = None,
 ) -> Registration:  # fmt: skip
-    """Register the run's generator (alias challenger) and decide the quality gate; the decision
+    """Register the run's generator as a new version (alias challenger) and decide the quality
+    gate on it; the decision
     as Markdown in ``decision_path``. ``champion`` moves only with ``promote`` (otherwise the
     :func:`promote` stage moves it, as the pipelines do after ``dsl.If(passed)``)."""
-    from s2ac.registry.versions import register
+    from s2ac.registry.versions import register as add_version
 
-    registration = register(run_id, evaluation_dir, dataset, config, promote=promote)
+    registration = add_version(run_id, evaluation_dir, dataset, config, promote=promote)
     if decision_path is not None:
         target = Path(decision_path)
         temporary = target.with_name(f".{target.name}.tmp")

@@ -1,4 +1,4 @@
-"""Physics baselines that every learned correction is compared with, side by side.
+"""Physics corrections every learned one is compared with (the evaluation's physics baselines).
 
 * identity: TOA taken as SR. The floor: a model that does not beat it has learned nothing.
 * dark-object subtraction (DOS1, Chavez 1996): per image and band, the haze is the TOA value of

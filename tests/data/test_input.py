@@ -7,20 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fakes.pairs import SIZE, make_pairs
 from s2ac.data.input import make_dataset
 from s2ac.data.tfrecord import iter_records, list_tfrecords, write_tfrecord
-
-SIZE = 32
-
-
-def make_pairs(n: int, size: int = SIZE, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """Random TOA patches with sr = toa * 2 + 0.1 (float32), so a pair's relation is checkable."""
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for i in range(n):
-        toa = rng.random((size, size, 4), dtype=np.float32)
-        pairs.append((toa, toa * 2 + 0.1, f"scene/{i:03d}"))
-    return pairs
 
 
 def dihedral(patch: np.ndarray) -> list[np.ndarray]:

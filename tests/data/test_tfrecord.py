@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fakes.pairs import SIZE, make_pairs
 from s2ac.data.input import make_dataset
 from s2ac.data.tfrecord import (
     feature_keys,
@@ -18,18 +19,6 @@ from s2ac.data.tfrecord import (
     write_tfrecord,
 )
 from s2ac.errors import InputDataError
-
-SIZE = 32
-
-
-def make_pairs(n: int, size: int = SIZE, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """Random TOA patches with sr = toa * 2 + 0.1 (float32), so a pair's relation is checkable."""
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for i in range(n):
-        toa = rng.random((size, size, 4), dtype=np.float32)
-        pairs.append((toa, toa * 2 + 0.1, f"scene/{i:03d}"))
-    return pairs
 
 
 def test_feature_keys_follow_band_order():

@@ -21,6 +21,8 @@ relearning the scene.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import layers
 
@@ -143,13 +145,33 @@ def build_generator(
         ValueError: If ``image_size`` is not a multiple of ``2**depth``.
     """
     check_image_size(image_size, depth)
+    toa = keras.Input(shape=(image_size, image_size, bands), name="toa")  # (b, 256, 256, 4)
+    trunk = unet_trunk(toa, filters, depth, seed)
+    head = layers.Conv2DTranspose(
+        bands,
+        4,
+        strides=2,
+        padding="same",
+        kernel_initializer="zeros" if residual else conv_initializer(_seed(seed, 2 * depth)),
+        dtype="float32",  # float32 output under mixed precision
+        name="head",
+    )  # (b, 256, 256, 4)
+    x = head(trunk)
+    if residual:
+        x = layers.Add(dtype="float32", name="toa_plus_correction")([toa, x])
+    return keras.Model(inputs=toa, outputs=x, name="generator")
 
-    def block_seed(index: int) -> int | None:
-        return None if seed is None else seed + index
 
+def _seed(seed: int | None, index: int) -> int | None:
+    return None if seed is None else seed + index
+
+
+def unet_trunk(x: Any, filters: int, depth: int, seed: int | None = None) -> Any:
+    """The U-Net's encoder and decoder up to, not including, the last transposed convolution:
+    ``(b, s, s, c)`` -> ``(b, s/2, s/2, 2 * filters)``. Each generator adds its own head."""
     widths = encoder_filters(filters, depth)
     down_stack = [
-        downsample(width, 4, apply_batchnorm=level > 0, seed=block_seed(level))
+        downsample(width, 4, apply_batchnorm=level > 0, seed=_seed(seed, level))
         for level, width in enumerate(widths)
     ]
     # Shapes for the paper's network (256 px, filters 64, depth 8):
@@ -162,7 +184,7 @@ def build_generator(
     #   (b, 2, 2, 512)
     #   (b, 1, 1, 512)      bottleneck
     up_stack = [
-        upsample(width, 4, apply_dropout=index < DROPOUT_BLOCKS, seed=block_seed(depth + index))
+        upsample(width, 4, apply_dropout=index < DROPOUT_BLOCKS, seed=_seed(seed, depth + index))
         for index, width in enumerate(reversed(widths[:-1]))
     ]
     # Shapes after concatenating the skip connection:
@@ -173,27 +195,10 @@ def build_generator(
     #   (b, 32, 32, 512)
     #   (b, 64, 64, 256)
     #   (b, 128, 128, 128)
-    head = layers.Conv2DTranspose(
-        bands,
-        4,
-        strides=2,
-        padding="same",
-        kernel_initializer="zeros" if residual else conv_initializer(block_seed(2 * depth)),
-        dtype="float32",  # float32 output under mixed precision
-        name="head",
-    )  # (b, 256, 256, 4)
-
-    toa = keras.Input(shape=(image_size, image_size, bands), name="toa")  # (b, 256, 256, 4)
-    x = toa
     skips = []
     for down in down_stack:
         x = down(x)
         skips.append(x)
-    skips = reversed(skips[:-1])  # the bottleneck has no partner in the decoder
-    for up, skip in zip(up_stack, skips, strict=True):
-        x = up(x)
-        x = layers.Concatenate()([x, skip])
-    x = head(x)  # (b, 256, 256, 4)
-    if residual:
-        x = layers.Add(dtype="float32", name="toa_plus_correction")([toa, x])
-    return keras.Model(inputs=toa, outputs=x, name="generator")
+    for up, skip in zip(up_stack, reversed(skips[:-1]), strict=True):  # the bottleneck has none
+        x = layers.Concatenate()([up(x), skip])
+    return x

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fakes.pairs import SIZE, make_pairs
-from s2ac.data.input import make_dataset
+from s2ac.data.input import make_dataset, manifest_geometry
 from s2ac.data.tfrecord import iter_records, list_tfrecords, write_tfrecord
 
 
@@ -107,3 +107,35 @@ def test_gcs_tfrecords_are_downloaded_once_and_read(gcs_prefix: str, tmp_path: P
     assert cached.stat().st_mtime_ns == mtime  # same size: not downloaded again
     ids = [r["patch_id"] for r in iter_records(files[0], SIZE)]
     assert ids == ["scene/000", "scene/001", "scene/002"]
+
+
+def test_geometry_is_joined_by_patch_id(tmp_path):
+    """With a geometry table the batches are ({"toa", "geometry"}, sr), each sample with its
+    own geometry (through shuffling and augmentation); an unknown patch id is an error."""
+    path = tmp_path / "part.tfrecord"
+    pairs = make_pairs(6)
+    write_tfrecord(path, pairs)
+    geometry = {pid: (10.0 * i, 2.0, 90.0, 0.1, 0.3, 0.0) for i, (_, _, pid) in enumerate(pairs)}
+    dataset = make_dataset([str(path)], patch_size=SIZE, batch_size=3, training=True,
+                           geometry=geometry)  # fmt: skip
+    seen = {}
+    for inputs, sr in dataset:
+        assert set(inputs) == {"toa", "geometry"} and inputs["geometry"].shape == (3, 6)
+        for toa, g, target in zip(inputs["toa"].numpy(), inputs["geometry"].numpy(), sr.numpy(),
+                                  strict=True):  # fmt: skip
+            np.testing.assert_allclose(target, toa * 2 + 0.1, rtol=1e-6)  # still a pair
+            seen[round(float(g[0]))] = g
+    assert sorted(seen) == [0, 10, 20, 30, 40, 50]
+    missing = dict(list(geometry.items())[1:])
+    with pytest.raises(Exception, match="has no geometry in the manifest"):
+        list(make_dataset([str(path)], patch_size=SIZE, batch_size=6, training=False,
+                          geometry=missing))  # fmt: skip
+
+
+def test_manifest_geometry_reads_each_samples_atmosphere():
+    atmosphere = {"aot550": 0.2, "aerosol_model": "urban", "water_vapour": 1.0, "ozone": 0.3,
+                  "solar_zenith": 40.0, "view_zenith": 3.0, "relative_azimuth": 200.0,
+                  "elevation_km": 0.5, "satellite": "S2B"}  # fmt: skip
+    manifest = {"samples": [{"patch_id": "a", "atmosphere": atmosphere}, {"patch_id": "b"}]}
+    assert manifest_geometry(manifest) == {"a": (40.0, 3.0, 200.0, 0.5, 0.3, 1.0)}
+    assert manifest_geometry({"samples": []}) == {}

@@ -18,9 +18,9 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from s2ac.bands import N_BANDS
 from s2ac.data.tfrecord import check_tfrecord, compression_type, parse_example
@@ -35,12 +35,14 @@ if TYPE_CHECKING:
 _PARALLEL_READS = 4
 
 
-def _augment_pair(pair: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
+def _augment_pair(pair: tuple[tf.Tensor, ...], seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
     """Random flips and 90 degree rotations, the same for input and target: they are stacked
-    along channels and transformed once, so a pixel of TOA always stays over its SR pixel."""
+    along channels and transformed once, so a pixel of TOA always stays over its SR pixel.
+    A third element (the sample's geometry) passes unchanged: the Lambertian atmosphere does
+    not turn with the patch."""
     import tensorflow as tf
 
-    toa, sr = pair
+    toa, sr, *rest = pair
     both = tf.concat([toa, sr], axis=-1)
     flip_lr, flip_ud, rotate = tf.unstack(tf.random.split(seed, num=3))
     both = tf.image.stateless_random_flip_left_right(both, flip_lr)
@@ -48,7 +50,7 @@ def _augment_pair(pair: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[t
     turns = tf.random.stateless_uniform([], rotate, minval=0, maxval=4, dtype=tf.int32)
     # rot90 by a tensor loses the static shape; patches are square, so it is unchanged.
     both = tf.ensure_shape(tf.image.rot90(both, turns), both.shape)
-    return both[..., :N_BANDS], both[..., N_BANDS:]
+    return (both[..., :N_BANDS], both[..., N_BANDS:], *rest)
 
 
 def make_dataset(
@@ -62,8 +64,14 @@ def make_dataset(
     cache: bool | str = True,
     augment: bool | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    geometry: Mapping[str, Sequence[float]] | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(toa, sr)``, each ``(batch, size, size, 4)`` float32, from TFRecord files.
+
+    With ``geometry`` (patch id -> the :data:`s2ac.physics.tf_lut.GEOMETRY` values, e.g. from
+    :func:`manifest_geometry`) the batches are ``({"toa", "geometry"}, sr)``, what the
+    physics-informed generator takes; a record whose patch id has no geometry stops the
+    iteration with an error naming it.
 
     Training: files are read interleaved, records shuffled (seeded, reshuffled every epoch),
     augmented (``augment`` defaults to ``training``) and the last partial batch is dropped.
@@ -96,6 +104,8 @@ def make_dataset(
     dataset = functools.reduce(lambda a, b: a.concatenate(b), parts)
 
     parse = functools.partial(parse_example, patch_size=patch_size)
+    if geometry is not None:
+        parse = _with_geometry(patch_size, geometry)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     if isinstance(cache, str):
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
@@ -110,8 +120,49 @@ def make_dataset(
         seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds))
         dataset = dataset.map(_augment_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    if geometry is not None:
+        dataset = dataset.map(lambda toa, sr, g: ({"toa": toa, "geometry": g}, sr))
     dataset = dataset.batch(batch_size, drop_remainder=training)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True  # parallel map/interleave keep their order: seed -> same run
     return dataset.with_options(options)
+
+
+def _with_geometry(patch_size: int, geometry: Mapping[str, Sequence[float]]) -> Any:
+    """A parse function ``record -> (toa, sr, geometry)``: the geometry looked up by patch id."""
+    import numpy as np
+    import tensorflow as tf
+
+    from s2ac.data.tfrecord import parse_record
+
+    ids = list(geometry)
+    rows = tf.constant(np.asarray([geometry[i] for i in ids], dtype=np.float32).reshape(-1, 6))
+    index = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(ids, tf.string),
+                                            tf.range(len(ids), dtype=tf.int64)),
+        default_value=-1,
+    )  # fmt: skip
+
+    def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        record = parse_record(serialized, patch_size)
+        row = index.lookup(record["patch_id"])
+        tf.debugging.assert_non_negative(
+            row, message="a record's patch_id has no geometry in the manifest"
+        )
+        return record["toa"], record["sr"], tf.gather(rows, tf.maximum(row, 0))
+
+    return parse
+
+
+def manifest_geometry(manifest: Mapping[str, Any]) -> dict[str, tuple[float, ...]]:
+    """Patch id -> acquisition geometry of every sample whose manifest entry has an atmosphere
+    (the embedded dataset's do); empty for datasets without one."""
+    from s2ac.physics.lut import Atmosphere
+    from s2ac.physics.tf_lut import geometry_vector
+
+    found = {}
+    for sample in manifest.get("samples") or []:
+        if isinstance(sample, dict) and isinstance(sample.get("atmosphere"), dict):
+            found[str(sample["patch_id"])] = geometry_vector(Atmosphere(**sample["atmosphere"]))
+    return found

@@ -217,7 +217,8 @@ def check_tfrecord(path: str, patch_size: int) -> None:
         check_example(first.numpy(), patch_size, where=path)
 
 
-def _parse(serialized: tf.Tensor, patch_size: int) -> dict[str, tf.Tensor]:
+def parse_record(serialized: tf.Tensor, patch_size: int) -> dict[str, tf.Tensor]:
+    """One record as ``{"toa", "sr", "patch_id"}`` tensors (a graph function)."""
     import tensorflow as tf
 
     parsed = tf.io.parse_single_example(serialized, _feature_spec(patch_size))
@@ -240,7 +241,7 @@ def parse_example(serialized: tf.Tensor, patch_size: int) -> tuple[tf.Tensor, tf
 
     if tf.executing_eagerly():
         check_example(bytes(serialized.numpy()), patch_size, where="serialized example")
-    parsed = _parse(serialized, patch_size)
+    parsed = parse_record(serialized, patch_size)
     return parsed["toa"], parsed["sr"]
 
 
@@ -262,7 +263,7 @@ def iter_records(
             folder = cache_dir or stack.enter_context(tempfile.TemporaryDirectory())
             local = storage.localize_files([text], cache_dir=folder)[0]
         check_tfrecord(local, patch_size)
-        parse = functools.partial(_parse, patch_size=patch_size)
+        parse = functools.partial(parse_record, patch_size=patch_size)
         records = tf.data.TFRecordDataset(local, compression_type(local)).map(parse)
         index = -1
         try:

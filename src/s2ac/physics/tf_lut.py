@@ -36,6 +36,13 @@ from s2ac.physics.lut import Lut
 GEOMETRY = ("solar_zenith", "view_zenith", "relative_azimuth", "elevation_km", "ozone", "satellite")
 
 
+def geometry_vector(atmosphere: Any) -> tuple[float, ...]:
+    """An :class:`~s2ac.physics.lut.Atmosphere`'s :data:`GEOMETRY` values."""
+    a = atmosphere
+    values = (a.solar_zenith, a.view_zenith, a.relative_azimuth, a.elevation_km, a.ozone)
+    return (*(float(v) for v in values), float(SATELLITES.index(a.satellite)))
+
+
 def _transform(name: str, x: tf.Tensor) -> tf.Tensor:
     if name == "identity":
         return x
@@ -116,9 +123,7 @@ class TFLut:
 
     def geometry(self, atmospheres: list[Any]) -> tf.Tensor:
         """``(B, 6)`` geometry of :class:`~s2ac.physics.lut.Atmosphere` objects."""
-        rows = [[a.solar_zenith, a.view_zenith, a.relative_azimuth, a.elevation_km, a.ozone,
-                 SATELLITES.index(a.satellite)] for a in atmospheres]  # fmt: skip
-        return tf.constant(rows, self.dtype)
+        return tf.constant([geometry_vector(a) for a in atmospheres], self.dtype)
 
     def _per_sample(self, geometry: tf.Tensor) -> Mapping[str, tf.Tensor]:
         """Contract the geometry axes: tables over the per-pixel axes, one per sample."""

@@ -101,11 +101,14 @@ class Pix2Pix(keras.Model):
         return self.generator(toa, training=training)
 
     def _pair_losses(self, data: Any, training: bool) -> tuple[Any, Any, Any, Any]:
-        """``(gen_total, gen_gan, gen_l1, disc)`` for a batch ``(toa, sr)``."""
-        toa, sr, _ = keras.utils.unpack_x_y_sample_weight(data)
+        """``(gen_total, gen_gan, gen_l1, disc)`` for a batch ``(toa, sr)``, or
+        ``({"toa", "geometry"}, sr)`` for a generator that also takes the geometry (the
+        discriminator always judges the pair ``(toa, sr)``)."""
+        inputs, sr, _ = keras.utils.unpack_x_y_sample_weight(data)
         if sr is None:
             raise ValueError("Pix2Pix trains on (toa, sr) pairs, got inputs without targets")
-        generated = self.generator(toa, training=training)
+        toa = inputs["toa"] if isinstance(inputs, dict) else inputs
+        generated = self.generator(inputs, training=training)
         real_logits = self.discriminator([toa, sr], training=training)
         fake_logits = self.discriminator([toa, generated], training=training)
         total, gan, l1 = generator_loss(fake_logits, generated, sr, self.lambda_l1)

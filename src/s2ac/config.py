@@ -86,6 +86,10 @@ class TrainConfig(_Section):
     # False = the paper's generator (predicts SR). True = it predicts a correction added to TOA,
     # so the untrained net is the identity baseline; converges much faster on small budgets.
     residual: bool = False
+    # "unet": the paper's generator (TOA -> SR). "physics": the U-Net estimates the atmosphere
+    # per pixel (AOT, water vapour, aerosol model) from TOA and the acquisition geometry, and the
+    # 6S table's inverse gives SR (s2ac.model.physics_generator); needs per-sample geometry.
+    generator: Literal["unet", "physics"] = "unet"
     discriminator_filters: int = Field(64, ge=4)
     early_stopping_patience: int = Field(10, ge=1)
     figure_every: int = Field(10, ge=1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ import pandas as pd
 
 from s2ac.config import EvaluateConfig
 from s2ac.console import log, track
+from s2ac.data.input import manifest_geometry
 from s2ac.data.tfrecord import iter_records, list_tfrecords
 from s2ac.errors import InputDataError
 from s2ac.evaluation.baselines import (
@@ -173,24 +174,48 @@ def identity_baseline(
     return aggregate(scores["identity"].to_dict("records"), config)
 
 
-def load_generator(model: str | Path) -> Method:
-    """A batch predictor from a checkpoint folder, a ``.keras`` file or an MLflow model URI."""
+def load_generator(model: str | Path, geometry: Mapping[str, Any] | None = None) -> Method:
+    """A batch predictor from a checkpoint folder, a ``.keras`` file or an MLflow model URI.
+
+    A generator that takes the acquisition geometry gets each sample's from ``geometry``
+    (patch id -> values, :func:`s2ac.data.input.manifest_geometry`)."""
     import keras
 
-    import s2ac.model.pix2pix  # noqa: F401 - registers the custom classes for loading
+    from s2ac.model import physics_generator, pix2pix  # noqa: F401 - register classes for loading
 
     text = str(model)
     if "://" in text or text.startswith("models:/") or text.startswith("runs:/"):
         import mlflow.pyfunc  # models are logged as pyfunc (s2ac.registry.pyfunc.GeneratorModel)
 
         pyfunc_model = mlflow.pyfunc.load_model(text)
-        return lambda toa, ids: np.asarray(pyfunc_model.predict(toa))
-    path = Path(text)
-    path = path / "generator.keras" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no generator (train first or pass a model URI)")
-    network = keras.saving.load_model(path)
-    return lambda toa, ids: np.asarray(network.predict(toa, verbose=0, batch_size=8))
+        schema = pyfunc_model.metadata.get_input_schema()
+        needs = schema is not None and "geometry" in (schema.input_names() or [])
+        predict = pyfunc_model.predict
+    else:
+        path = Path(text)
+        path = path / "generator.keras" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no generator (train first or pass a model URI)")
+        network = keras.saving.load_model(path)
+        needs = isinstance(network.input, dict)
+
+        def predict(inputs: Any) -> Any:
+            return network.predict(inputs, verbose=0, batch_size=8)
+
+    if not needs:
+        return lambda toa, ids: np.asarray(predict(toa))
+
+    def with_geometry(toa: np.ndarray, ids: list[str | None]) -> np.ndarray:
+        missing = [i for i in ids if i not in (geometry or {})]
+        if missing:
+            raise InputDataError(
+                str(model), f"needs each sample's geometry; none for patch {missing[0]!r}",
+                "evaluate it on a dataset whose manifest records the atmospheres",
+            )  # fmt: skip
+        rows = np.asarray([geometry[i] for i in ids], dtype=np.float32)  # type: ignore[index]
+        return np.asarray(predict({"toa": toa, "geometry": rows}))
+
+    return with_geometry
 
 
 @dataclass(frozen=True)
@@ -228,7 +253,8 @@ def evaluate(
     out = Path(out_dir)
     manifest = read_manifest(dataset_dir)
     baselines, notes = baseline_methods(config.baselines, dataset_dir, manifest)
-    methods = ({MODEL_COLUMN: load_generator(model)} if model else {}) | baselines
+    generator = load_generator(model, manifest_geometry(manifest)) if model else None
+    methods = ({MODEL_COLUMN: generator} if generator else {}) | baselines
     missing = {s: why for s in splits if (why := split_status(dataset_dir, manifest, s))}
     present = [s for s in splits if s not in missing]
     if not present:

@@ -222,7 +222,8 @@ def build_pix2pix(
     depth: int = PAPER_DEPTH,
     residual: bool | None = None,
 ) -> Pix2Pix:
-    """Build and compile the paper's pix2pix from the training config.
+    """Build and compile pix2pix from the training config (``train.generator``: the paper's
+    U-Net or the physics-informed generator; the PatchGAN, losses and optimizers are the same).
 
     Call :func:`s2ac.model.devices.configure_precision` first and, for several GPUs, build inside
     ``s2ac.model.devices.strategy().scope()``.
@@ -231,18 +232,23 @@ def build_pix2pix(
         config: Widths, Adam settings, λ, seed and ``jit_compile``.
         image_size: Patch side; a multiple of ``2**depth``.
         depth: U-Net depth (8 in the paper; smaller only for tests on small patches).
-        residual: Generator predicts a correction added to TOA (see :mod:`generator`).
+        residual: U-Net: predict a correction added to TOA (see :mod:`generator`); physics:
+            add a learned correction to the physical SR (see :mod:`physics_generator`).
 
     Raises:
         ValueError: If ``image_size`` does not fit ``depth``.
     """
-    generator = build_generator(
-        image_size,
-        config.generator_filters,
-        depth=depth,
-        residual=config.residual if residual is None else residual,
-        seed=config.seed,
-    )
+    residual = config.residual if residual is None else residual
+    if config.generator == "physics":
+        from s2ac.model.physics_generator import build_physics_generator
+
+        generator = build_physics_generator(
+            image_size, config.generator_filters, depth=depth, residual=residual, seed=config.seed
+        )
+    else:
+        generator = build_generator(
+            image_size, config.generator_filters, depth=depth, residual=residual, seed=config.seed
+        )
     discriminator = build_discriminator(
         image_size, config.discriminator_filters, seed=config.seed + 1000
     )

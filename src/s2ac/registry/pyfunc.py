@@ -1,5 +1,9 @@
 """The MLflow pyfunc wrapper of the generator: TOA patches (N, H, W, 4) in, SR out.
 
+The physics-informed generator also needs the acquisition geometry: its input is
+``{"toa": (N, H, W, 4), "geometry": (N, 6)}`` (see :data:`s2ac.physics.tf_lut.GEOMETRY`), and its
+signature says so.
+
 Why pyfunc rather than the keras flavour: it loads without s2ac's training code, serves with
 ``mlflow models serve``, and (in MLflow 3.17) the keras flavour fails to save an input example.
 """
@@ -21,16 +25,26 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         import keras
 
+        import s2ac.model.physics_generator  # noqa: F401 - registers its layers for loading
+
         self.generator = keras.saving.load_model(context.artifacts[GENERATOR_ARTIFACT])
 
-    def predict(self, context: Any, model_input: np.ndarray, params: Any = None) -> np.ndarray:
-        batch = np.asarray(model_input, dtype=np.float32)
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> np.ndarray:
+        inputs = dict(model_input) if isinstance(model_input, dict) else {"toa": model_input}
+        batch = np.asarray(inputs["toa"], dtype=np.float32)
         if batch.ndim != 4 or batch.shape[-1] != 4:
             raise ValueError(f"expected (N, H, W, 4) reflectance, got shape {batch.shape}")
-        return np.asarray(self.generator.predict(batch, verbose=0, batch_size=8))
+        if isinstance(self.generator.input, dict):
+            if "geometry" not in inputs:
+                raise ValueError("this generator needs the acquisition geometry: pass "
+                                 '{"toa": (N, H, W, 4), "geometry": (N, 6)}')  # fmt: skip
+            feed: Any = {"toa": batch, "geometry": np.asarray(inputs["geometry"], np.float32)}
+        else:
+            feed = batch
+        return np.asarray(self.generator.predict(feed, verbose=0, batch_size=8))
 
 
-def log_generator(generator_file: str | Path, example: np.ndarray, prediction: np.ndarray) -> Any:
+def log_generator(generator_file: str | Path, example: Any, prediction: np.ndarray) -> Any:
     """Log the generator as a pyfunc model with signature and input example; return its info."""
     from mlflow.models import infer_signature
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -140,12 +139,11 @@ def score_version(
     name: str, version: str, dataset_dir: str | Path, splits: list[str], config: Config
 ) -> dict[str, pd.Series]:
     """Mean metrics of a registered version on each split (same scoring as ``s2ac evaluate``)."""
-    import mlflow.pyfunc
+    from s2ac.data.input import manifest_geometry
+    from s2ac.evaluation.evaluate import load_generator, score_methods, side_by_side
 
-    from s2ac.evaluation.evaluate import score_methods, side_by_side
-
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    method = {CHAMPION: lambda toa, ids: np.asarray(model.predict(toa))}
+    geometry = manifest_geometry(read_manifest(dataset_dir))
+    method = {CHAMPION: load_generator(f"models:/{name}/{version}", geometry)}
     return {
         split: side_by_side(score_methods(dataset_dir, method, split, config.evaluate))[CHAMPION]
         for split in splits

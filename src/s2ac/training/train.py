@@ -21,7 +21,7 @@ import numpy as np
 
 from s2ac.config import Config
 from s2ac.console import log
-from s2ac.data.input import make_dataset
+from s2ac.data.input import make_dataset, manifest_geometry
 from s2ac.data.tfrecord import check_tfrecord, iter_records, list_tfrecords
 from s2ac.errors import InputDataError
 from s2ac.io.storage import exists, localize_files, read_bytes
@@ -56,6 +56,17 @@ def check_dataset(dataset_dir: str) -> dict[str, Any]:
         files = list_tfrecords(f"{root}/{split}")
         check_tfrecord(localize_files(files[:1])[0], int(manifest["patch_size"]))
     return manifest
+
+
+def _geometry(manifest: dict[str, Any], root: str) -> dict[str, Any]:
+    """Per-sample geometry for the physics generator; an error if the dataset records none."""
+    geometry = manifest_geometry(manifest)
+    if not geometry:
+        raise InputDataError(
+            f"{root}/manifest.json", "no per-sample geometry (sun/view angles) in the manifest",
+            "train.generator=physics needs it; use the embedded dataset or train.generator=unet",
+        )  # fmt: skip
+    return geometry
 
 
 def _steps_per_epoch(manifest: dict[str, Any], batch_size: int) -> int:
@@ -114,22 +125,27 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 class MlflowLogger(keras.callbacks.Callback):
     """Per-epoch losses to MLflow, and the three fixed validation samples every N epochs."""
 
-    def __init__(self, samples: tuple[np.ndarray, np.ndarray], figure_every: int) -> None:
+    def __init__(self, samples: tuple[Any, np.ndarray], figure_every: int) -> None:
         super().__init__()
-        self.samples, self.figure_every = samples, figure_every
+        self.samples, self.figure_every = samples, figure_every  # (inputs, sr)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch + 1)
         if (epoch + 1) % self.figure_every == 0:
             from s2ac.evaluation.figures import sample_grid
 
-            toa, truth = self.samples
-            prediction = np.asarray(self.model.generator(toa, training=False))
+            inputs, truth = self.samples
+            prediction = np.asarray(self.model.generator(inputs, training=False))
+            toa = inputs["toa"] if isinstance(inputs, dict) else inputs
             figure = sample_grid(toa, truth, prediction)
             mlflow.log_figure(figure, f"samples/epoch_{epoch + 1:03d}.png")
 
 
-def _fixed_samples(files: list[str], patch_size: int, count: int = 3) -> tuple[np.ndarray, ...]:
+def _fixed_samples(
+    files: list[str], patch_size: int, geometry: dict[str, Any] | None, count: int = 3
+) -> tuple[Any, np.ndarray]:
+    """The first ``count`` validation records as ``(inputs, sr)``; inputs as the generator
+    takes them (TOA, or ``{"toa", "geometry"}``)."""
     records = []
     for path in files:
         for record in iter_records(path, patch_size):
@@ -138,11 +154,15 @@ def _fixed_samples(files: list[str], patch_size: int, count: int = 3) -> tuple[n
                 break
         if len(records) == count:
             break
-    return np.stack([r["toa"] for r in records]), np.stack([r["sr"] for r in records])
+    toa, sr = np.stack([r["toa"] for r in records]), np.stack([r["sr"] for r in records])
+    if geometry is None:
+        return toa, sr
+    rows = np.asarray([geometry[r["patch_id"]] for r in records], dtype=np.float32)
+    return {"toa": toa, "geometry": rows}, sr
 
 
 def _log_outputs(
-    model: Pix2Pix, history: dict[str, list[float]], example: np.ndarray, folder: Path
+    model: Pix2Pix, history: dict[str, list[float]], example: Any, folder: Path
 ) -> Any:
     """Loss curves and the generator (pyfunc, signature + input example) to the active run."""
     from s2ac.evaluation.figures import loss_curves
@@ -185,13 +205,13 @@ def train(
         else:
             model = build_pix2pix(train_cfg, size)
     train_files, val_files = list_tfrecords(f"{root}/train"), list_tfrecords(f"{root}/val")
+    geometry = _geometry(manifest, root) if train_cfg.generator == "physics" else None
     stream = make_dataset(
         train_files, patch_size=size, batch_size=train_cfg.batch_size, training=True,
-        seed=train_cfg.seed,
+        seed=train_cfg.seed, geometry=geometry,
     ).repeat().skip(initial_epoch * steps)  # fmt: skip
-    validation = make_dataset(
-        val_files, patch_size=size, batch_size=train_cfg.batch_size, training=False
-    )
+    validation = make_dataset(val_files, patch_size=size, batch_size=train_cfg.batch_size,
+                              training=False, geometry=geometry)  # fmt: skip
     options = {"run_name": f"train-{config.profile}"} | (run_options or {})
     if state.get("run_id"):
         options.pop("run_name")  # continuing the same run
@@ -209,7 +229,7 @@ def train(
         )  # fmt: skip
         checkpoint = Checkpoint(folder, stopper, run.info.run_id)
         checkpoint.history = {k: list(v) for k, v in state.get("history", {}).items()}
-        logger = MlflowLogger(_fixed_samples(val_files, size), train_cfg.figure_every)
+        logger = MlflowLogger(_fixed_samples(val_files, size, geometry), train_cfg.figure_every)
         model.fit(
             stream, epochs=train_cfg.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
             validation_data=validation, callbacks=[stopper, logger, checkpoint, *callbacks],
@@ -218,7 +238,9 @@ def train(
         epochs_done = json.loads((folder / STATE).read_text())["epoch"]
         mlflow.log_metric("epochs_completed", epochs_done)
         if log_model:
-            _log_outputs(model, checkpoint.history, logger.samples[0][:1], folder)
+            inputs = logger.samples[0]
+            example = {k: v[:1] for k, v in inputs.items()} if geometry else inputs[:1]
+            _log_outputs(model, checkpoint.history, example, folder)
     return TrainResult(
         checkpoint_dir=folder,
         epochs_completed=epochs_done,

@@ -27,7 +27,8 @@ def chain(tmp_path_factory) -> dict:
     tracking = f"sqlite:///{root}/mlflow.db"
     overrides = [
         "data.n_patches=10", "train.epochs=1",
-        "evaluate.figures=false", f"registry.tracking_uri={tracking}",
+        "evaluate.figures=false", "evaluate.baselines=[identity]",
+        f"registry.tracking_uri={tracking}",
         "gate.criteria.ssim_floor.bound=0.5", "gate.criteria.psnr_floor.bound=15",
         "gate.criteria.rmse_vs_baselines_test=null", "gate.criteria.rmse_vs_baselines_ood=null",
     ]  # fmt: skip

@@ -249,7 +249,7 @@ def test_run_local_trains_gates_and_promotes(tmp_path):
         sys.executable, "-m", "s2ac", "pipeline", "run-local", "--workdir", str(tmp_path / "wd"),
         "--profile", "small", "-o", "data.n_patches=8", "-o", "train.epochs=1",
         "-o", "pipeline.io_retries=0", "-o", f"registry.tracking_uri={tracking}",
-        "-o", "gate.criteria.ssim_floor.bound=0.5",
+        "-o", "evaluate.baselines=[identity]", "-o", "gate.criteria.ssim_floor.bound=0.5",
         "-o", "gate.criteria.rmse_vs_baselines_test=null",
         "-o", "gate.criteria.rmse_vs_baselines_ood=null",
     ]  # fmt: skip

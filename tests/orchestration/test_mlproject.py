@@ -65,11 +65,12 @@ def test_mlflow_run_main_small(mlflow_server: str, tmp_path: Path):
     command = [
         str(Path(sys.executable).with_name("mlflow")), "run", str(ROOT), "--env-manager", "local",
         "-e", "main", "-P", "profile=small", "-P", f"out={out}", "--experiment-name", "mlproject",
+        "-P", "overrides=data.n_patches=16 train.epochs=1",
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     output = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
-    # A 3-epoch model cannot beat the best baseline by 20 % on ood: the run still exits 0 and
+    # A 1-epoch model cannot beat the best baseline by 20 % on ood: the run still exits 0 and
     # says which criteria failed.
     assert "quality gate: s2ac-pix2pix" in output
     assert "Gate FAILED on" in output and "rmse_vs_baselines_ood[B2] on ood" in output
@@ -79,6 +80,7 @@ def test_mlflow_run_main_small(mlflow_server: str, tmp_path: Path):
     [run] = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow.project.entryPoint"] == "main"
+    assert run.data.params["train.epochs"] == "1"  # the overrides parameter reached training
     # every stage logged into the project's run: training losses, evaluation, gate
     assert {
         "gen_l1",

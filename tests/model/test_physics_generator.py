@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from s2ac.model.physics_generator import build_physics_generator
@@ -27,6 +28,7 @@ def test_untrained_with_the_climatology_head_is_the_6s_baseline():
     np.testing.assert_allclose(sr, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_short_training_run_lowers_l1_towards_the_true_atmosphere(tmp_path):
     """Surfaces under a hazier atmosphere than the climatology: a few steps of plain L1 on the
     physics generator move it towards the truth, and it saves and loads."""
@@ -53,6 +55,7 @@ def test_a_short_training_run_lowers_l1_towards_the_true_atmosphere(tmp_path):
     assert np.all((aot >= 0) & (aot <= 1.2)) and tf.reduce_mean(aot) > CLIMATOLOGY.aot550
 
 
+@pytest.mark.slow
 def test_pix2pix_trains_the_physics_generator_on_geometry_batches():
     """The GAN's train_step takes ({"toa", "geometry"}, sr) batches: a short run lowers the
     validation L1 (the discriminator judges the (toa, sr) pair as for the U-Net)."""

@@ -80,19 +80,39 @@ class Bounded(layers.Layer):
 @keras.saving.register_keras_serializable(package="s2ac")
 class AtmosphereInverse(layers.Layer):
     """``[toa, aot550, water_vapour, model_weights, geometry]`` -> SR through the look-up table's
-    exact inverse (differentiable in the atmosphere)."""
+    exact inverse (differentiable in the atmosphere).
 
-    def __init__(self, lut_path: str | None = None, **kwargs: Any) -> None:
+    The atmosphere varies over kilometres, not pixels: the coefficients are computed on a grid
+    ``coarse`` times coarser (the estimates averaged over each cell) and resized bilinearly to
+    the image, which cuts the table work by ``coarse**2`` (measured: an 8x coarser grid makes a
+    training step about as fast as the U-Net's). ``coarse=1`` computes them per pixel. A uniform
+    atmosphere gives exactly the per-pixel result."""
+
+    def __init__(self, lut_path: str | None = None, coarse: int = 8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.lut_path = lut_path
+        self.lut_path, self.coarse = lut_path, int(coarse)
         self.table = TFLut(Lut.load(lut_path))
 
     def call(self, inputs: list[Any]) -> Any:
         toa, aot, water_vapour, weights, geometry = inputs
-        return self.table.inverse(toa, aot, water_vapour, weights, geometry)
+        if self.coarse == 1:
+            return self.table.inverse(toa, aot, water_vapour, weights, geometry)
+        k = self.coarse
+
+        def pool(x: Any) -> Any:
+            return ops.average_pool(x, k, strides=k, padding="same")
+
+        coefficients = self.table.coefficients(
+            pool(aot[..., None])[..., 0], pool(water_vapour[..., None])[..., 0], pool(weights),
+            geometry,
+        )  # fmt: skip
+        size = ops.shape(toa)[1:3]
+        full = {name: ops.image.resize(value, size, interpolation="bilinear")
+                for name, value in coefficients.items()}  # fmt: skip
+        return self.table.invert(toa, full)
 
     def get_config(self) -> dict[str, Any]:
-        return super().get_config() | {"lut_path": self.lut_path}
+        return super().get_config() | {"lut_path": self.lut_path, "coarse": self.coarse}
 
 
 def build_physics_generator(

@@ -183,15 +183,20 @@ class TFLut:
             "spherical_albedo": per_model(s["albedo"], log=False),
         }
 
+    @staticmethod
+    def invert(toa: tf.Tensor, coefficients: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Surface reflectance from TOA under given per-pixel ``coefficients``."""
+        c = coefficients
+        transmission = c["gas_transmittance"] * c["t_down"] * c["t_up"]
+        y = (tf.cast(toa, c["path_reflectance"].dtype) - c["path_reflectance"]) / transmission
+        return y / (1.0 + c["spherical_albedo"] * y)
+
     def inverse(
         self, toa: tf.Tensor, aot550: tf.Tensor, water_vapour: tf.Tensor,
         model_weights: tf.Tensor, geometry: tf.Tensor,
     ) -> tf.Tensor:  # fmt: skip
         """Surface reflectance ``(B, H, W, 4)``: the exact inverse of :meth:`forward`."""
-        c = self.coefficients(aot550, water_vapour, model_weights, geometry)
-        transmission = c["gas_transmittance"] * c["t_down"] * c["t_up"]
-        y = (tf.cast(toa, self.dtype) - c["path_reflectance"]) / transmission
-        return y / (1.0 + c["spherical_albedo"] * y)
+        return self.invert(toa, self.coefficients(aot550, water_vapour, model_weights, geometry))
 
     def forward(
         self, surface: tf.Tensor, aot550: tf.Tensor, water_vapour: tf.Tensor,

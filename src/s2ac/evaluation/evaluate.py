@@ -36,7 +36,6 @@ from s2ac.evaluation.baselines import (
     NON_ORACLE,
     LinearMap,
     Method,
-    Oracle,
     oracle_atmospheres,
     physics_method,
 )
@@ -128,11 +127,11 @@ def baseline_methods(
             linear = fit_linear(dataset_dir, manifest)
             methods[name], notes["linear"] = linear, linear.to_dict()
         elif name == "oracle":
-            atmospheres, notes["oracle"] = oracle_atmospheres(
-                manifest or read_manifest(dataset_dir)
+            oracle, notes["oracle"] = oracle_atmospheres(
+                manifest or read_manifest(dataset_dir), dataset_dir
             )
-            if atmospheres:
-                methods[name] = Oracle(atmospheres)
+            if oracle is not None:
+                methods[name] = oracle
         else:
             methods[name] = physics_method(name)
     return methods, notes
@@ -151,7 +150,10 @@ def score_methods(
     for toa, sr, batch_ids in track(_batches(dataset_dir, split, batch_size), f"scoring {split}"):
         ids.extend(batch_ids)
         for name, method in methods.items():
-            predicted = np.asarray(method(toa, batch_ids))
+            if getattr(method, "uses_truth", False):  # the oracle knows the surroundings
+                predicted = np.asarray(method(toa, batch_ids, sr))
+            else:
+                predicted = np.asarray(method(toa, batch_ids))
             rows[name].extend(
                 image_metrics(p, t, config) for p, t in zip(predicted, sr, strict=True)
             )

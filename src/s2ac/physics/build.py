@@ -21,7 +21,7 @@ import numpy as np
 
 from s2ac.bands import BAND_NAMES, SATELLITES
 from s2ac.console import log, track
-from s2ac.physics import band_tables
+from s2ac.physics import adjacency, band_tables
 from s2ac.physics.grid import DEFAULT_GRID, LutGrid
 from s2ac.physics.sixs import SPECTRUM_RANGE_UM, Conditions, run_spectrum, sixs_version
 
@@ -188,6 +188,7 @@ def build_lut(
         _write(out_path, tables, metadata)
     finally:
         cache.close()
+    adjacency.add_adjacency_tables(out_path, grid, workers)
     if not keep_cache:
         cache_file.unlink(missing_ok=True)
     log.info("LUT written to %s (%.1f MB)", out_path, out_path.stat().st_size / 1e6)

@@ -158,6 +158,27 @@ class Lut:
         albedo = self._interpolate("spherical_albedo", sat, model, **common)
         return dict(zip(COEFFICIENTS, (path, gas, down, up, albedo), strict=True))
 
+    @property
+    def has_adjacency(self) -> bool:
+        """Whether the table holds the transmittances of the adjacency effect."""
+        return "direct_up" in self._tables
+
+    def adjacency_coefficients(self, atmosphere: Atmosphere) -> dict[str, np.ndarray]:
+        """Per-band ``direct_up``, ``diffuse_rayleigh_up`` and ``diffuse_aerosol_up`` at this
+        atmosphere (see :mod:`s2ac.physics.adjacency`), each float64 of shape (4,)."""
+        if not self.has_adjacency:
+            raise InputDataError(
+                self.path, "this look-up table has no adjacency transmittances",
+                "rebuild it with `s2ac physics build-lut` (s2ac >= 0.2 adds them)",
+            )  # fmt: skip
+        self._check(atmosphere)
+        a = atmosphere
+        values = {"aot550": a.aot550, "elevation_km": a.elevation_km, "view_zenith": a.view_zenith}
+        return {
+            name: self._interpolate(name, a.satellite, a.aerosol_model, **values)
+            for name in ("direct_up", "diffuse_rayleigh_up", "diffuse_aerosol_up")
+        }
+
     def forward(self, surface: np.ndarray, atmosphere: Atmosphere) -> np.ndarray:
         """TOA reflectance (float32, same shape) of Lambertian surface reflectance (..., 4)."""
         rho = _bands_last(surface, "surface reflectance")

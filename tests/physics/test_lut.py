@@ -275,3 +275,23 @@ def test_measure_accuracy_reports_per_band_errors():
     report = measure_accuracy(points=2, seed=3, workers=1)
     assert report["points"] == 2 and set(report["forward_max"]) == set(BAND_NAMES)
     assert report["points_within_domain"] == 0 or max(report["forward_max"].values()) < 0.01
+
+
+def test_coefficients_of_many_atmospheres_equal_one_by_one(lut):
+    rng = np.random.default_rng(11)
+    base = random_atmosphere(rng, lut)
+    from dataclasses import replace
+
+    atmospheres = [
+        replace(base, aot550=float(rng.uniform(0, 1.2)), elevation_km=float(rng.uniform(0, 2)),
+                water_vapour=float(rng.uniform(0.2, 6.0)))
+        for _ in range(25)
+    ]  # fmt: skip
+    many = lut.coefficients_many(atmospheres, with_adjacency=True)
+    for k, atmosphere in enumerate(atmospheres):
+        one = lut.coefficients(atmosphere) | lut.adjacency_coefficients(atmosphere)
+        for name, values in one.items():
+            np.testing.assert_allclose(many[name][k], values, rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match="one satellite and aerosol model"):
+        lut.coefficients_many([base, replace(base, satellite="S2B" if base.satellite == "S2A"
+                                             else "S2A")])  # fmt: skip

@@ -35,6 +35,7 @@ import json
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -100,26 +101,43 @@ def psf_kernel(coefficients: tuple, pixel_km: float, radius_km: float = PSF_RADI
     return kernel
 
 
+@cache
+def _kernel_spectrum(coefficients: tuple, pixel_km: float, shape: tuple[int, int]) -> np.ndarray:
+    """rfft2 of the PSF kernel zero-padded to ``shape``, centred at the origin (cached)."""
+    from scipy import fft
+
+    kernel = psf_kernel(coefficients, pixel_km)
+    half = kernel.shape[0] // 2
+    padded = np.zeros(shape)
+    padded[: kernel.shape[0], : kernel.shape[1]] = kernel
+    padded = np.roll(padded, (-half, -half), axis=(0, 1))  # centre -> (0, 0): no shift
+    return fft.rfft2(padded)
+
+
 def environment(surface: np.ndarray, pixel_km: float) -> tuple[np.ndarray, np.ndarray]:
     """Rayleigh and aerosol environment reflectances of a scene (H, W, bands), same shape.
 
     Convolution out to :data:`PSF_RADIUS_KM` (the scene mirrored at its borders, as often as
-    needed), plus the share beyond it times the scene mean per band.
+    needed), plus the share beyond it times the scene mean per band. One forward FFT of the
+    mirrored scene serves both PSFs, whose spectra are cached per size.
     """
-    from scipy.signal import fftconvolve
+    from scipy import fft
 
     surface = np.asarray(surface, dtype=np.float64)
+    height, width = surface.shape[:2]
+    pad = math.ceil(PSF_RADIUS_KM / pixel_km - 1e-9)
+    padded = np.pad(surface, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+    shape = (fft.next_fast_len(padded.shape[0] + pad, real=True),
+             fft.next_fast_len(padded.shape[1] + pad, real=True))  # fmt: skip
+    spectrum = fft.rfft2(padded, s=shape, axes=(0, 1), workers=-1)
+    mean = surface.mean(axis=(0, 1))
     out = []
     for coefficients in all_environments():
-        kernel = psf_kernel(coefficients, pixel_km)
-        pad = kernel.shape[0] // 2
+        kernel = _kernel_spectrum(coefficients, pixel_km, shape)[..., None]
+        near = fft.irfft2(spectrum * kernel, s=shape, axes=(0, 1), workers=-1)
+        near = near[pad : pad + height, pad : pad + width]
         far = 1.0 - environment_share(PSF_RADIUS_KM, coefficients)
-        bands = []
-        for band in np.moveaxis(surface, -1, 0):
-            padded = np.pad(band, pad, mode="symmetric")
-            near = fftconvolve(padded, kernel, mode="valid")
-            bands.append(near + far * band.mean())
-        out.append(np.stack(bands, axis=-1).astype(np.float32))
+        out.append((near + far * mean).astype(np.float32))
     return out[0], out[1]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from s2ac.bands import N_BANDS
 from s2ac.physics import adjacency
-from s2ac.physics.lut import COEFFICIENTS, Atmosphere, Lut
+from s2ac.physics.lut import Atmosphere, Lut
 
 #: Per-pixel atmosphere parameters a field may vary.
 FIELD_PARAMETERS = ("aot550", "water_vapour", "elevation_km")
@@ -71,17 +71,9 @@ class FieldAtmosphere:
 def node_coefficients(lut: Lut, field: FieldAtmosphere, with_adjacency: bool) -> dict:
     """Coefficients at every control node: name -> (rows, cols, bands)."""
     rows, cols = field.aot550.shape
-    names = COEFFICIENTS + (tuple(adjacency.VARIABLES) if with_adjacency else ())
-    out = {name: np.empty((rows, cols, N_BANDS)) for name in names}
-    for i in range(rows):
-        for j in range(cols):
-            atmosphere = field.at(i, j)
-            values = lut.coefficients(atmosphere)
-            if with_adjacency:
-                values |= lut.adjacency_coefficients(atmosphere)
-            for name in names:
-                out[name][i, j] = values[name]
-    return out
+    nodes = [field.at(i, j) for i in range(rows) for j in range(cols)]
+    values = lut.coefficients_many(nodes, with_adjacency)
+    return {name: v.reshape(rows, cols, N_BANDS) for name, v in values.items()}
 
 
 def upsample(nodes: np.ndarray, step: int, height: int, width: int) -> np.ndarray:

@@ -99,6 +99,23 @@ class Axis:
         weights[i], weights[i + 1] = 1.0 - frac, frac
         return weights
 
+    def weights_many(self, values: Sequence[float]) -> np.ndarray:
+        """:meth:`weights` of many values at once: (P, nodes)."""
+        clipped = np.array([self.check(float(v)) for v in values], dtype=np.float64)
+        n = len(self.nodes)
+        if n == 1:
+            return np.ones((clipped.size, 1))
+        xq = self._coordinate(clipped)
+        if self._spline is not None:
+            return np.asarray(self._spline(xq), dtype=np.float64).reshape(clipped.size, n)
+        x = self._coordinate(np.asarray(self.nodes))
+        i = np.clip(np.searchsorted(x, xq) - 1, 0, n - 2)
+        frac = (xq - x[i]) / (x[i + 1] - x[i])
+        weights = np.zeros((clipped.size, n))
+        rows = np.arange(clipped.size)
+        weights[rows, i], weights[rows, i + 1] = 1.0 - frac, frac
+        return weights
+
     def describe(self) -> dict[str, object]:
         """JSON-able description stored in the LUT metadata."""
         return {

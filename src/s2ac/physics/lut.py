@@ -125,6 +125,67 @@ class Lut:
             return np.exp(contract(np.log(np.maximum(table, 1e-12)), weights))
         return contract(table, weights)
 
+    def _interpolate_many(self, variable: str, satellite: str, model: str | None, **values):
+        """:meth:`_interpolate` at P points at once: each value a sequence of P numbers ->
+        array (P, bands). One einsum over the table instead of P contractions."""
+        table = self._tables[variable][SATELLITES.index(satellite)]  # (band, ...)
+        axes = list(self.metadata["variables"][variable]["axes"][2:])
+        if axes[0] == "aerosol_model":
+            table = table[:, self.aerosol_models.index(model)]
+            axes = axes[1:]
+        weights = [self.axes[name].weights_many(values[name]) for name in axes]
+        letters = "cdefghijklmn"[: len(axes)]
+        spec = f"b{letters}," + ",".join(f"p{x}" for x in letters) + "->pb"
+        if self._log_values[variable]:
+            log_table = np.log(np.maximum(table.astype(np.float64), 1e-12))
+            return np.exp(np.einsum(spec, log_table, *weights, optimize="greedy"))
+        return np.einsum(spec, table.astype(np.float64), *weights, optimize="greedy")
+
+    def coefficients_many(
+        self, atmospheres: list[Atmosphere], with_adjacency: bool = False
+    ) -> dict[str, np.ndarray]:
+        """:meth:`coefficients` (and :meth:`adjacency_coefficients`) of many atmospheres that
+        share satellite and aerosol model: name -> array (P, bands). Equal to the one-by-one
+        calls; ~50x faster for the control nodes of a field."""
+        if not atmospheres:
+            raise ValueError("no atmospheres given")
+        first = atmospheres[0]
+        if any((a.satellite, a.aerosol_model) != (first.satellite, first.aerosol_model)
+               for a in atmospheres):  # fmt: skip
+            raise ValueError("coefficients_many needs one satellite and aerosol model")
+        if with_adjacency and not self.has_adjacency:
+            self.adjacency_coefficients(first)  # raises the explanatory error
+        for a in atmospheres:
+            self._check(a)
+        get = lambda name: [getattr(a, name) for a in atmospheres]  # noqa: E731
+        sat, model = first.satellite, first.aerosol_model
+        common = {"aot550": get("aot550"), "elevation_km": get("elevation_km")}
+        out = {
+            "path_reflectance": self._interpolate_many(
+                "path_reflectance", sat, model, **common, solar_zenith=get("solar_zenith"),
+                view_zenith=get("view_zenith"), relative_azimuth=get("folded_azimuth"),
+                water_vapour=get("water_vapour"), ozone=get("ozone"),
+            ),
+            "gas_transmittance": self._interpolate_many(
+                "gas_transmittance", sat, None, gas_water_vapour=get("water_vapour"),
+                gas_ozone=get("ozone"), airmass=get("airmass"),
+                gas_elevation_km=get("elevation_km"),
+            ),
+            "t_down": self._interpolate_many(
+                "transmittance", sat, model, **common, zenith=get("solar_zenith")
+            ),
+            "t_up": self._interpolate_many(
+                "transmittance", sat, model, **common, zenith=get("view_zenith")
+            ),
+            "spherical_albedo": self._interpolate_many("spherical_albedo", sat, model, **common),
+        }  # fmt: skip
+        if with_adjacency:
+            for name in ("direct_up", "diffuse_rayleigh_up", "diffuse_aerosol_up"):
+                out[name] = self._interpolate_many(
+                    name, sat, model, **common, view_zenith=get("view_zenith")
+                )
+        return out
+
     def _check(self, atmosphere: Atmosphere) -> None:
         """Raise a ValueError naming the first parameter outside the table."""
         if atmosphere.aerosol_model not in self.aerosol_models:

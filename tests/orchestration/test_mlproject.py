@@ -65,7 +65,7 @@ def test_mlflow_run_main_small(mlflow_server: str, tmp_path: Path):
     command = [
         str(Path(sys.executable).with_name("mlflow")), "run", str(ROOT), "--env-manager", "local",
         "-e", "main", "-P", "profile=small", "-P", f"out={out}", "--experiment-name", "mlproject",
-        "-P", "overrides=data.n_patches=16 train.epochs=1",
+        "-P", "overrides=data.n_patches=12 train.epochs=1 evaluate.figures=false",
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]

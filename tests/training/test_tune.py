@@ -90,7 +90,7 @@ def test_two_processes_share_one_study(dataset: Path, tmp_path: Path, mlflow_ser
     overrides = [*_overrides(tmp_path, mlflow_server), "registry.experiment=tune-shared",
                  "tune.pruner=none"]  # fmt: skip
     command = [sys.executable, "-m", "s2ac", "-q", "tune", str(dataset), "--profile", "small",
-               "--n-trials", "4", *[arg for o in overrides for arg in ("-o", o)]]  # fmt: skip
+               "--n-trials", "2", *[arg for o in overrides for arg in ("-o", o)]]  # fmt: skip
     processes = [
         subprocess.Popen(
             [*command, "--best-config", str(tmp_path / f"best{i}.yaml")],
@@ -106,7 +106,7 @@ def test_two_processes_share_one_study(dataset: Path, tmp_path: Path, mlflow_ser
     trials = study.get_trials(deepcopy=False)
     assert [t.number for t in trials] == list(range(len(trials)))
     assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
-    assert 4 <= len(trials) <= 5  # the budget, plus at most one trial per extra worker
+    assert 2 <= len(trials) <= 3  # the budget, plus at most one trial per extra worker
     config = load_config("small", overrides=overrides)
     children = _children(config, study.user_attrs[PARENT_RUN_ATTR])
     assert sorted(int(r.data.tags["optuna.trial"]) for r in children) == [t.number for t in trials]

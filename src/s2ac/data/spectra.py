@@ -13,8 +13,10 @@ canopy and a bare-ground material (a soil, or an urban material) drawn from the 
 
     rho'(x) = f_veg(x) E'_veg + f_bare(x) E'_bare + f_water(x) E_water + (rho(x) - F(x) E)
 
-So a field stays a field and a road stays a line, but their spectra are those of another crop,
-another soil or another roof: cropland, desert and urban spectra that the real scenes lack.
+The vegetated share gets a canopy, or (in 40 % of draws) a soil or litter: a fallow or harvested
+field. So a field stays a field and a road stays a line, but their spectra are those of another
+crop, a bare field, another soil or another roof: the cropland, desert and urban spectra that the
+real scenes lack.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ REFERENCE = {
 }
 #: Bare-ground draws: soils (and sand), urban materials, or non-photosynthetic vegetation.
 BARE_GROUPS = {"soil": 0.55, "built": 0.35, "npv": 0.1}
+#: What the vegetated share becomes: a canopy (growing crops, forest), or a fallow or harvested
+#: field (soil, litter): in the dry season much of India's cropland is bare.
+CANOPY_GROUPS = {"vegetation": 0.6, "soil": 0.3, "npv": 0.1}
 
 
 @dataclass(frozen=True)
@@ -104,10 +109,16 @@ def repaint(surface: np.ndarray, rng: np.random.Generator, lib: Library | None =
     returns the new surface (float32, clipped to [0, 1.2]) and the names of the draws."""
     lib = lib or library()
     fractions, residual = unmix(surface)
-    groups = list(BARE_GROUPS)
-    bare_group = groups[int(rng.choice(len(groups), p=list(BARE_GROUPS.values())))]
-    canopy = lib.draw(rng, "vegetation")
+    canopy_group = _choose(rng, CANOPY_GROUPS)
+    bare_group = _choose(rng, BARE_GROUPS)
+    canopy = lib.draw(rng, canopy_group)
     bare = lib.draw(rng, bare_group)
     endmembers = np.stack([canopy, bare, REFERENCE["water"]])
     out = fractions @ endmembers + residual
-    return np.clip(out, 0.0, 1.2).astype(np.float32), {"bare": bare_group}
+    draws = {"canopy": canopy_group, "bare": bare_group}
+    return np.clip(out, 0.0, 1.2).astype(np.float32), draws
+
+
+def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = list(weights)
+    return names[int(rng.choice(len(names), p=list(weights.values())))]

@@ -78,6 +78,8 @@ SPLITS = ("train", "val", "test")
 OOD_SPLIT = "ood"
 ALL_SPLITS = (*SPLITS, OOD_SPLIT)
 FIELDS_FILE = "atmosphere_fields.npz"
+#: Windows that are all water are drawn this much less often than all-land ones (weight 1 - x).
+WATER_DOWNWEIGHT = 0.8
 #: Each small training scene gets at least this share of the train patches.
 EXTRA_MIN_SHARE = 0.05
 SHARD_SIZE = 64  # records per TFRecord file: ~100 MB shards at 256x256
@@ -221,6 +223,13 @@ def patch_environment(surface: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return adjacency.environment(surface, PIXEL_KM)
 
 
+def window_shares(mask: np.ndarray, size: int) -> np.ndarray:
+    """Share of ``mask`` in every ``size`` x ``size`` window, indexed by its top-left corner."""
+    padded = np.pad(mask.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    total = padded[size:, size:] - padded[:-size, size:] - padded[size:, :-size]
+    return (total + padded[:-size, :-size]) / size**2
+
+
 def windows(
     mask: np.ndarray | None,
     shape: tuple[int, int],
@@ -228,27 +237,25 @@ def windows(
     count: int,
     rng: np.random.Generator,
     rows: tuple[int, int] | None = None,
+    water: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
     """``count`` random window corners within ``rows`` whose masked share is at most
-    :data:`OOD_MAX_CLOUD_SHARE`."""
+    :data:`OOD_MAX_CLOUD_SHARE`; with a ``water`` mask, a window is drawn with weight
+    ``1 - WATER_DOWNWEIGHT * water share`` (the scenes are coastal; the user's land is not)."""
     start, stop = rows or (0, shape[0])
-    if mask is None:
-        picks_r = rng.integers(start, stop - size + 1, size=count)
-        picks_c = rng.integers(0, shape[1] - size + 1, size=count)
-        return [(int(r), int(c)) for r, c in zip(picks_r, picks_c, strict=True)]
-    padded = np.pad(mask.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    share = (
-        padded[size:, size:]
-        - padded[:-size, size:]
-        - padded[size:, :-size]
-        + padded[:-size, :-size]
-    ) / size**2
-    share = share[start : stop - size + 1]
-    found_rows, found_cols = np.nonzero(share <= OOD_MAX_CLOUD_SHARE)
-    if found_rows.size == 0:
-        raise ValueError(f"no cloud-free {size}x{size} window in rows {start}-{stop}")
-    picks = rng.integers(0, found_rows.size, size=count)
-    return [(int(found_rows[i]) + start, int(found_cols[i])) for i in picks]
+    n_rows, n_cols = stop - start - size + 1, shape[1] - size + 1
+    if n_rows < 1 or n_cols < 1:
+        raise ValueError(f"no {size}x{size} window fits rows {start}-{stop} of {shape}")
+    weight = np.ones((n_rows, n_cols))
+    if mask is not None:
+        clear = window_shares(mask, size)[start : start + n_rows] <= OOD_MAX_CLOUD_SHARE
+        if not clear.any():
+            raise ValueError(f"no cloud-free {size}x{size} window in rows {start}-{stop}")
+        weight *= clear
+    if water is not None:
+        weight *= 1.0 - WATER_DOWNWEIGHT * window_shares(water, size)[start : start + n_rows]
+    picks = rng.choice(weight.size, size=count, p=weight.ravel() / weight.sum())
+    return [(int(i // n_cols) + start, int(i % n_cols)) for i in picks]
 
 
 def _training_grounds(lut: Lut) -> tuple[Ground, list[Ground]]:
@@ -275,6 +282,7 @@ def _plan(
     strips = split_strips(height, config)
     counts = _counts(config.n_patches, config)
     plan: dict[str, list[tuple[Ground, int, int, int]]] = {}
+    water = land_cover(scene.surface) == LAND_COVER.index("water")
     for strip in strips:
         n = counts[strip.split]
         take = {}
@@ -290,7 +298,8 @@ def _plan(
                 corners = windows(None, g_shape, size, take[ground.source.name], rng)
                 windows_ += [(ground, r, c) for r, c in corners]
         rest = n - len(windows_)
-        corners = windows(None, (height, width), size, rest, rng, (strip.start, strip.stop))
+        corners = windows(None, (height, width), size, rest, rng, (strip.start, strip.stop),
+                          water=water)  # fmt: skip
         windows_ = [(scene, r, c) for r, c in corners] + windows_
         turns = rng.integers(0, 8, size=len(windows_))
         plan[strip.split] = [

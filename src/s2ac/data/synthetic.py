@@ -69,6 +69,7 @@ from s2ac.data.sources import (
 )
 from s2ac.data.spectra import repaint
 from s2ac.data.tfrecord import write_tfrecord
+from s2ac.errors import InputDataError
 from s2ac.physics import adjacency, forward
 from s2ac.physics.lut import Atmosphere, Lut
 
@@ -78,6 +79,7 @@ SPLITS = ("train", "val", "test")
 OOD_SPLIT = "ood"
 ALL_SPLITS = (*SPLITS, OOD_SPLIT)
 FIELDS_FILE = "atmosphere_fields.npz"
+DATASET_NAME = "s2ac-embedded"
 #: Windows that are all water are drawn this much less often than all-land ones (weight 1 - x).
 WATER_DOWNWEIGHT = 0.8
 #: Each small training scene gets at least this share of the train patches.
@@ -308,14 +310,40 @@ def _plan(
     return plan, strips, counts
 
 
-def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) -> Path:
-    """Build the dataset into ``out_dir`` (replaced atomically) and return its manifest path."""
+def check_replaceable(out_dir: Path, overwrite: bool = False) -> None:
+    """Refuse to replace what this command did not make: a file, or a non-empty folder that
+    holds no s2ac dataset, unless ``overwrite``."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise InputDataError(out_dir, "exists and is not a folder", "choose another --out")
+    if not any(out_dir.iterdir()) or overwrite:
+        return
+    try:
+        ours = json.loads((out_dir / "manifest.json").read_text()).get("name") == DATASET_NAME
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise InputDataError(
+            out_dir, "is not empty and holds no s2ac dataset: refusing to replace it",
+            "choose an empty or new folder, or pass --overwrite to replace its contents",
+        )  # fmt: skip
+
+
+def synthesize(
+    out_dir: str | Path, config: DataConfig, lut: Lut | None = None, *, overwrite: bool = False
+) -> Path:
+    """Build the dataset into ``out_dir`` (replaced atomically) and return its manifest path.
+
+    An existing ``out_dir`` is replaced only if it is empty or a previous s2ac dataset (or with
+    ``overwrite``); nothing is written before that check."""
+    out_dir = Path(out_dir).resolve()
+    check_replaceable(out_dir, overwrite)
     lut = lut or Lut.load()
     options = config.atmosphere
     if options.adjacency and not lut.has_adjacency:
         raise ValueError(f"{lut.path} has no adjacency variables: rebuild it or set "
                          "data.atmosphere.adjacency=false")  # fmt: skip
-    out_dir = Path(out_dir)
     rng = np.random.default_rng(config.seed)
     size = config.patch_size
     scene, extra = _training_grounds(lut)
@@ -371,7 +399,7 @@ def synthesize(out_dir: str | Path, config: DataConfig, lut: Lut | None = None) 
         files = sorted([*staging.rglob("*.tfrecord.gz"), staging / FIELDS_FILE])
         hashes = {str(p.relative_to(staging)): file_sha256(p) for p in files}
         manifest = {
-            "name": "s2ac-embedded",
+            "name": DATASET_NAME,
             "s2ac_version": __version__,
             "seed": config.seed,
             "patch_size": size,

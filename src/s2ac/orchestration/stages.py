@@ -59,11 +59,12 @@ def dataset_at(path: str | Path) -> Dataset:
 # --- data ------------------------------------------------------------------------------------
 
 
-def synth(config: Config, out: str | Path) -> Dataset:
-    """The embedded dataset: real surfaces under sampled 6S atmospheres (``data.*``)."""
+def synth(config: Config, out: str | Path, *, overwrite: bool = False) -> Dataset:
+    """The embedded dataset: real surfaces under sampled 6S atmospheres (``data.*``). Replaces
+    ``out`` only if it is empty or an s2ac dataset, unless ``overwrite``."""
     from s2ac.data.synthetic import synthesize
 
-    synthesize(out, config.data)
+    synthesize(out, config.data, overwrite=overwrite)
     return dataset_at(out)
 
 

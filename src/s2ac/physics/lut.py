@@ -113,13 +113,17 @@ class Lut:
     def sixs_version(self) -> str:
         return str(self.metadata["sixs_version"])
 
-    def _interpolate(self, variable: str, satellite: str, model: str | None, **values: float):
-        """Interpolate one variable at the named axis values -> array over bands (4,)."""
+    def _table(self, variable: str, satellite: str, model: str | None):
+        """One variable's table for a satellite (and aerosol model): (band, ...) and its axes."""
         table = self._tables[variable][SATELLITES.index(satellite)]  # (band, ...)
         axes = list(self.metadata["variables"][variable]["axes"][2:])
         if axes[0] == "aerosol_model":
-            table = table[:, self.aerosol_models.index(model)]
-            axes = axes[1:]
+            return table[:, self.aerosol_models.index(model)], axes[1:]
+        return table, axes
+
+    def _interpolate(self, variable: str, satellite: str, model: str | None, **values: float):
+        """Interpolate one variable at the named axis values -> array over bands (4,)."""
+        table, axes = self._table(variable, satellite, model)
         weights = [self.axes[name].weights(values[name]) for name in axes]
         if self._log_values[variable]:
             return np.exp(contract(np.log(np.maximum(table, 1e-12)), weights))
@@ -128,11 +132,7 @@ class Lut:
     def _interpolate_many(self, variable: str, satellite: str, model: str | None, **values):
         """:meth:`_interpolate` at P points at once: each value a sequence of P numbers ->
         array (P, bands). One einsum over the table instead of P contractions."""
-        table = self._tables[variable][SATELLITES.index(satellite)]  # (band, ...)
-        axes = list(self.metadata["variables"][variable]["axes"][2:])
-        if axes[0] == "aerosol_model":
-            table = table[:, self.aerosol_models.index(model)]
-            axes = axes[1:]
+        table, axes = self._table(variable, satellite, model)
         weights = [self.axes[name].weights_many(values[name]) for name in axes]
         letters = "cdefghijklmn"[: len(axes)]
         spec = f"b{letters}," + ",".join(f"p{x}" for x in letters) + "->pb"

@@ -73,7 +73,8 @@ def field_description(a: AtmosphereConfig) -> dict[str, object]:
     }
 
 
-def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
+def choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    """One name drawn with the given (unnormalised) weights."""
     p = np.array(list(weights.values()), dtype=np.float64)
     return list(weights)[int(rng.choice(len(weights), p=p / p.sum()))]
 
@@ -83,7 +84,7 @@ def sample_atmosphere(rng: np.random.Generator, config: DataConfig) -> Atmospher
     a = config.atmosphere
     return Atmosphere(
         aot550=float(np.clip(rng.lognormal(np.log(0.35), 0.6), 0.03, config.max_aot550)),
-        aerosol_model=_choose(rng, a.aerosol_models),
+        aerosol_model=choose(rng, a.aerosol_models),
         water_vapour=float(rng.uniform(0.5, 5.0)),
         ozone=float(rng.uniform(0.25, 0.32)),
         solar_zenith=float(rng.uniform(*a.solar_zenith)),
@@ -100,7 +101,7 @@ def sample_ood_atmosphere(rng: np.random.Generator, config: DataConfig, lut: Lut
     wv = lut.axes["water_vapour"].nodes
     return Atmosphere(
         aot550=float(rng.uniform(0.5 * config.max_aot550, top["aot550"])),
-        aerosol_model=_choose(rng, OOD_AEROSOL_MODEL_WEIGHTS),
+        aerosol_model=choose(rng, OOD_AEROSOL_MODEL_WEIGHTS),
         water_vapour=float(rng.uniform(wv[0], wv[-1])),
         ozone=float(rng.uniform(0.25, 0.45)),
         solar_zenith=float(rng.uniform(*OOD_SOLAR_ZENITH)),

@@ -28,6 +28,7 @@ from functools import cache
 import numpy as np
 
 from s2ac.bands import BAND_NAMES
+from s2ac.data.atmospheres import choose
 from s2ac.data.sources import package_data_dir
 
 #: Reference endmembers (B2, B3, B4, B8) used to unmix the real patch.
@@ -109,16 +110,11 @@ def repaint(surface: np.ndarray, rng: np.random.Generator, lib: Library | None =
     returns the new surface (float32, clipped to [0, 1.2]) and the names of the draws."""
     lib = lib or library()
     fractions, residual = unmix(surface)
-    canopy_group = _choose(rng, CANOPY_GROUPS)
-    bare_group = _choose(rng, BARE_GROUPS)
+    canopy_group = choose(rng, CANOPY_GROUPS)
+    bare_group = choose(rng, BARE_GROUPS)
     canopy = lib.draw(rng, canopy_group)
     bare = lib.draw(rng, bare_group)
     endmembers = np.stack([canopy, bare, REFERENCE["water"]])
     out = fractions @ endmembers + residual
     draws = {"canopy": canopy_group, "bare": bare_group}
     return np.clip(out, 0.0, 1.2).astype(np.float32), draws
-
-
-def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    names = list(weights)
-    return names[int(rng.choice(len(names), p=list(weights.values())))]

@@ -243,7 +243,7 @@ def build_pix2pix(
         from s2ac.model.physics_generator import build_physics_generator
 
         generator = build_physics_generator(
-            image_size, config.generator_filters, depth=depth, residual=residual, seed=config.seed
+            image_size, config.generator_filters, residual=residual, seed=config.seed
         )
     else:
         generator = build_generator(

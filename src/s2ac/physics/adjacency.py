@@ -146,6 +146,17 @@ def mix(env_rayleigh, env_aerosol, diffuse_rayleigh, diffuse_aerosol):
     return (diffuse_rayleigh * env_rayleigh + diffuse_aerosol * env_aerosol) / total
 
 
+def surface_reflectance(toa, coefficients, env):
+    """Surface reflectance from TOA, per-pixel coefficients (``path_reflectance``,
+    ``gas_transmittance``, ``t_down``, ``t_up``, ``spherical_albedo``, ``direct_up``) and the
+    environment reflectance: the module docstring's equation solved for rho_s. Plain arithmetic,
+    so NumPy arrays and TensorFlow tensors both work."""
+    c = coefficients
+    surface_term = (toa - c["path_reflectance"]) / (c["gas_transmittance"] * c["t_down"])
+    coupled = surface_term * (1.0 - c["spherical_albedo"] * env)
+    return (coupled - (c["t_up"] - c["direct_up"]) * env) / c["direct_up"]
+
+
 # --- table build ---------------------------------------------------------------------------------
 
 

@@ -144,7 +144,4 @@ def invert(
         x = (y - c["path_reflectance"]) / (c["gas_transmittance"] * c["t_down"] * c["t_up"])
         return (x / (1.0 + c["spherical_albedo"] * x)).astype(np.float32)
     env = adjacency.mix(*environment, c["diffuse_rayleigh_up"], c["diffuse_aerosol_up"])
-    surface_term = (y - c["path_reflectance"]) / (c["gas_transmittance"] * c["t_down"])
-    coupled = surface_term * (1.0 - c["spherical_albedo"] * env)
-    diffuse = c["t_up"] - c["direct_up"]
-    return ((coupled - diffuse * env) / c["direct_up"]).astype(np.float32)
+    return adjacency.surface_reflectance(y, c, env).astype(np.float32)

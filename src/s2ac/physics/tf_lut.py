@@ -29,10 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 from s2ac.bands import SATELLITES
+from s2ac.physics.adjacency import mix, surface_reflectance
 from s2ac.physics.interp import Axis
 from s2ac.physics.lut import Lut
 
 #: Per-sample geometry, in this order, as the last axis of a ``(batch, 6)`` tensor.
+#: The adjacency effect's per-pixel coefficients (see :mod:`s2ac.physics.adjacency`).
+ADJACENCY = ("direct_up", "diffuse_rayleigh_up", "diffuse_aerosol_up")
 GEOMETRY = ("solar_zenith", "view_zenith", "relative_azimuth", "elevation_km", "ozone", "satellite")
 
 
@@ -114,6 +117,14 @@ class TFLut:
         self._log_gas = tf.constant(np.log(np.maximum(tables["gas_transmittance"], 1e-12)), dtype)
         self._log_t = tf.constant(np.log(np.maximum(tables["transmittance"], 1e-12)), dtype)
         self._albedo = tf.constant(tables["spherical_albedo"], dtype)
+        #: Upward transmittances of the adjacency effect (tables built since s2ac 0.2).
+        self._adjacency = {name: tf.constant(tables[name], dtype) for name in ADJACENCY
+                           if name in tables}  # fmt: skip
+
+    @property
+    def has_adjacency(self) -> bool:
+        """Whether the table holds the adjacency effect's transmittances."""
+        return len(self._adjacency) == len(ADJACENCY)
 
     @property
     def ranges(self) -> dict[str, tuple[float, float]]:
@@ -153,15 +164,20 @@ class TFLut:
         gas = tf.einsum("bngozl,bl->bngoz", gas, a["gas_elevation_km"](elevation))
         gas = tf.einsum("bngoz,bz->bngo", gas, a["airmass"](airmass))
         gas = tf.einsum("bngo,bo->bng", gas, a["gas_ozone"](ozone))
+        adjacency = {
+            name: tf.einsum("bnmaez,be,bz->bnma", tf.gather(table, satellite), w_elev, w_vza)
+            for name, table in self._adjacency.items()
+        }  # fmt: skip
         return {"path": path, "log_down": log_down, "log_up": log_up, "albedo": albedo,
-                "log_gas": gas}  # fmt: skip
+                "log_gas": gas, **adjacency}  # fmt: skip
 
     def coefficients(
         self, aot550: tf.Tensor, water_vapour: tf.Tensor, model_weights: tf.Tensor,
         geometry: tf.Tensor,
     ) -> dict[str, tf.Tensor]:  # fmt: skip
         """Per-pixel ``path_reflectance``, ``gas_transmittance``, ``t_down``, ``t_up`` and
-        ``spherical_albedo``, each ``(B, H, W, 4)``."""
+        ``spherical_albedo`` (and, when the table has them, the :data:`ADJACENCY`
+        transmittances), each ``(B, H, W, 4)``."""
         s = self._per_sample(geometry)
         mix = tf.cast(model_weights, self.dtype)
         w_aot = self.axes["aot550"](aot550)  # (B, H, W, A)
@@ -181,6 +197,7 @@ class TFLut:
             "t_down": per_model(s["log_down"], log=True),
             "t_up": per_model(s["log_up"], log=True),
             "spherical_albedo": per_model(s["albedo"], log=False),
+            **{name: per_model(s[name], log=False) for name in self._adjacency},
         }
 
     @staticmethod
@@ -190,6 +207,17 @@ class TFLut:
         transmission = c["gas_transmittance"] * c["t_down"] * c["t_up"]
         y = (tf.cast(toa, c["path_reflectance"].dtype) - c["path_reflectance"]) / transmission
         return y / (1.0 + c["spherical_albedo"] * y)
+
+    @staticmethod
+    def invert_adjacent(
+        toa: tf.Tensor, coefficients: Mapping[str, tf.Tensor], environment: tuple[Any, Any]
+    ) -> tf.Tensor:
+        """Surface reflectance from TOA given the Rayleigh and aerosol environment reflectances
+        (:class:`s2ac.physics.tf_adjacency.TFEnvironment`): the exact inverse of 6S's
+        non-uniform surface, as :func:`s2ac.physics.forward.invert`."""
+        c = coefficients
+        env = mix(*environment, c["diffuse_rayleigh_up"], c["diffuse_aerosol_up"])
+        return surface_reflectance(tf.cast(toa, c["path_reflectance"].dtype), c, env)
 
     def inverse(
         self, toa: tf.Tensor, aot550: tf.Tensor, water_vapour: tf.Tensor,

@@ -63,8 +63,9 @@ def test_adjacent_inverse_gradients_are_finite_at_the_domain_edges():
     t = TFLut(LUT)
     size = 32
     toa = tf.constant(np.random.default_rng(2).uniform(0.02, 0.6, (4, size, size, 4)), tf.float32)
-    geometry = tf.constant([[0, 0, 0, 0, 0.25, 0], [70, 12, 360, 2, 0.45, 1],
-                            [30, 5, 90, 0.5, 0.3, 0], [70, 0, 180, 2, 0.25, 1]], tf.float32)  # fmt: skip
+    corners = [[0, 0, 0, 0, 0.25, 0], [70, 12, 360, 2, 0.45, 1], [30, 5, 90, 0.5, 0.3, 0],
+               [70, 0, 180, 2, 0.25, 1]]  # fmt: skip
+    geometry = tf.constant(corners, tf.float32)
     env = TFEnvironment(size, size, PIXEL_KM)
     for aot, wv in [(0.0, 0.2), (1.2, 6.0), (0.5, 2.0)]:
         a = tf.Variable(tf.fill((4, size, size), aot))

@@ -349,6 +349,27 @@ def train_command(
     )
 
 
+@app.command("compare")
+@with_config()
+def compare_command(
+    train_data: Annotated[str, typer.Argument(help="Dataset to train both generators on.")],
+    eval_data: Annotated[str, typer.Argument(help="Dataset whose test and ood splits score them.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/compare"),
+    generator: Annotated[
+        list[str] | None,
+        typer.Option("--generator", help="unet and/or physics (repeatable); default both."),
+    ] = None,
+    *,
+    cfg: Config,
+) -> None:
+    """Train the paper's U-Net and the physics generator alike; table them beside the baselines."""
+    from s2ac.orchestration.compare import GENERATORS, compare_generators
+
+    result = compare_generators(cfg, train_data, eval_data, out, generator or list(GENERATORS))
+    console.print(result.markdown.read_text(), highlight=False)
+    typer.echo(f"table: {result.markdown}")
+
+
 @app.command("evaluate")
 @with_config()
 def evaluate_command(

@@ -12,8 +12,9 @@ BIN := $(VENV)/bin
 APT_PACKAGES := libgfortran5
 PROFILE ?= demo
 DEMO_OUT := out/demo
+COMPARE_OUT := out/compare
 
-.PHONY: help setup system-deps lock lint format test test-fast demo results ui clean
+.PHONY: help setup system-deps lock lint format test test-fast demo results compare ui clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -77,6 +78,12 @@ demo: setup ## Run the whole local pipeline on the embedded data (PROFILE=demo),
 results: setup ## The README's results table from the demo's evaluation (runs make demo first if needed)
 	@test -f $(DEMO_OUT)/evaluation/evaluation.json || $(MAKE) --no-print-directory demo
 	$(BIN)/s2ac results $(DEMO_OUT)/evaluation --readme README.md
+
+compare: setup ## Both generators trained on the demo data, scored on the default data's test and ood
+	@test -f $(COMPARE_OUT)/train-data/manifest.json || $(BIN)/s2ac data synth --profile demo --out $(COMPARE_OUT)/train-data
+	@test -f $(COMPARE_OUT)/eval-data/manifest.json || $(BIN)/s2ac data synth --profile default --out $(COMPARE_OUT)/eval-data
+	$(BIN)/s2ac compare $(COMPARE_OUT)/train-data $(COMPARE_OUT)/eval-data --profile demo --out $(COMPARE_OUT)
+	@echo "table: $(COMPARE_OUT)/generators.md (the README's generator table)"
 
 ui: setup ## Open the MLflow UI on the local mlflow.db / mlartifacts (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -27,6 +27,10 @@ class InputDataError(S2ACError, ValueError):
         super().__init__(message)
 
 
+class TrainingDivergedError(S2ACError, RuntimeError):
+    """A training loss became NaN or infinite; the model of that epoch was not saved."""
+
+
 class StorageError(S2ACError, OSError):
     """A storage operation failed for a reason the user can act on."""
 

@@ -150,6 +150,22 @@ def test_score_methods_passes_patch_ids(dataset: Path):
     assert means.loc["rel_rmse_B2", "m"] > 0
 
 
+def test_a_non_finite_prediction_is_refused_not_scored(dataset: Path):
+    """An all-NaN model once scored PSNR 100 dB (min(100, nan)) and passed the gate."""
+    from s2ac.errors import InputDataError
+    from s2ac.evaluation.metrics import psnr
+
+    def diverged(toa, ids):
+        out = np.array(toa, copy=True)
+        out[1:, 3, 3, 0] = np.nan
+        return out
+
+    with pytest.raises(InputDataError, match=r"diverged on ood: \d+ non-finite .*'ood-00001'"):
+        score_methods(dataset, {"diverged": diverged}, "ood")
+    nan = np.full((4, 4, 4), np.nan)
+    assert np.isnan(psnr(nan, np.zeros((4, 4, 4))))
+
+
 def test_unknown_baseline_is_named():
     with pytest.raises(ValueError, match="unknown baselines \\['fancy'\\]"):
         baseline_methods(["identity", "fancy"])

@@ -136,3 +136,91 @@ def test_physics_generator_trains_logs_and_evaluates_with_geometry(dataset: Path
     method = load_generator(tmp_path / "physics" / "best", geometry={})
     with pytest.raises(InputDataError, match="needs each sample's geometry"):
         method(np.zeros((1, 256, 256, 4), "f4"), ["nowhere"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset: Path, tmp_path_factory) -> tuple[Path, int]:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    result = train(dataset, _config(folder, 3), checkpoint_dir=folder / "full")
+    return folder / "full", result.steps
+
+
+@pytest.mark.parametrize("dies_writing", ["last-0002.keras", "generator.keras", "state.json",
+                                          "last.keras"])  # fmt: skip
+def test_a_kill_while_saving_leaves_a_state_that_resumes_to_the_same_end(
+    dataset: Path, tmp_path: Path, monkeypatch, dies_writing: str, uninterrupted
+):
+    """Killed in epoch 2's saving, half-way through writing a file (a partial temporary left
+    behind): the resumed run ends where an uninterrupted one does. ``state.json`` names the
+    checkpoint it commits, so a kill between the two renames cannot mix epochs."""
+    import s2ac.model.pix2pix as pix2pix
+    import s2ac.training.train as training
+
+    full_dir, full_steps = uninterrupted
+    real = training.save_atomically
+    states = []
+
+    def dying(write, path: Path) -> None:
+        if path.name == "state.json":
+            states.append(path)
+        epoch_2 = len(states) == (2 if dies_writing in ("state.json", "last.keras") else 1)
+        if path.name == dies_writing and epoch_2:
+            path.with_name(f".{path.stem}.tmp-1{path.suffix}").write_bytes(b"half a file")
+            raise SimulatedKill(f"while writing {path.name}")
+        real(write, path)
+
+    for module in (training, pix2pix):
+        monkeypatch.setattr(module, "save_atomically", dying)
+    with pytest.raises(SimulatedKill):
+        train(dataset, _config(tmp_path, 3), checkpoint_dir=tmp_path / "killed")
+    for module in (training, pix2pix):
+        monkeypatch.setattr(module, "save_atomically", real)
+    state = json.loads((tmp_path / "killed" / "state.json").read_text())
+    assert state["epoch"] == (2 if dies_writing == "last.keras" else 1)
+    assert (tmp_path / "killed" / state["checkpoint"]).is_file()
+    resumed = train(dataset, _config(tmp_path, 3), checkpoint_dir=tmp_path / "killed", resume=True)
+    assert resumed.epochs_completed == 3 and resumed.steps == full_steps
+    for a, b in zip(_weights(full_dir), _weights(tmp_path / "killed"), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "killed").glob("last*.keras")) == [
+        "last-0003.keras", "last.keras"]  # fmt: skip
+
+
+def test_a_non_finite_loss_stops_training_without_saving_it(dataset: Path, tmp_path: Path):
+    """λ so large that the generator loss overflows float32: a one-line error saying where,
+    and no checkpoint of the diverged epoch."""
+    from s2ac.errors import TrainingDivergedError
+
+    config = load_config("small", overrides=[
+        "train.epochs=2", "train.generator_filters=4", "train.discriminator_filters=4",
+        "train.lambda_l1=1e39", f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ])  # fmt: skip
+    with pytest.raises(TrainingDivergedError, match=r"non-finite at epoch 1, batch 1 .*gen_total"):
+        train(dataset, config, checkpoint_dir=tmp_path / "c")
+    assert not (tmp_path / "c" / "state.json").exists()
+    assert not list((tmp_path / "c").glob("last*.keras"))
+
+
+def test_a_nan_record_is_an_error_naming_its_patch(dataset: Path, tmp_path: Path):
+    """A NaN pixel in a train record (manifest re-hashed, so only the content check can catch
+    it): an input error naming the patch, not NaN losses."""
+    import hashlib
+    import shutil
+
+    from s2ac.data.integrity import digest_of
+    from s2ac.data.tfrecord import iter_records, write_tfrecord
+
+    copy = tmp_path / "data"
+    shutil.copytree(dataset, copy)
+    shard = sorted((copy / "train").glob("*.tfrecord*"))[0]
+    records = list(iter_records(shard, 256))
+    records[0]["toa"] = records[0]["toa"].copy()
+    records[0]["toa"][10, 10, 1] = np.nan
+    write_tfrecord(shard, [(r["toa"], r["sr"], r["patch_id"]) for r in records])
+    manifest = json.loads((copy / "manifest.json").read_text())
+    name = f"train/{shard.name}"
+    manifest["files"][name] = hashlib.sha256(shard.read_bytes()).hexdigest()
+    manifest["digest"] = digest_of(manifest["files"])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputDataError, match=f"NaN or inf.*{records[0]['patch_id']}"):
+        train(copy, _config(tmp_path, 1), checkpoint_dir=tmp_path / "c")

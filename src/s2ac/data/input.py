@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from s2ac.bands import N_BANDS
-from s2ac.data.tfrecord import check_tfrecord, compression_type, parse_example
+from s2ac.data.tfrecord import check_tfrecord, compression_type
 from s2ac.errors import InputDataError
 from s2ac.io import storage
 
@@ -103,7 +103,7 @@ def make_dataset(
         parts.append(tf.data.TFRecordDataset(paths, compression, num_parallel_reads=reads))
     dataset = functools.reduce(lambda a, b: a.concatenate(b), parts)
 
-    parse = functools.partial(parse_example, patch_size=patch_size)
+    parse = functools.partial(_parse_finite, patch_size=patch_size)
     if geometry is not None:
         parse = _with_geometry(patch_size, geometry)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
@@ -129,6 +129,32 @@ def make_dataset(
     return dataset.with_options(options)
 
 
+#: Start of the error a record with NaN or inf raises while training reads it.
+NON_FINITE = "non-finite value (NaN or inf) in the record of patch"
+
+
+def _assert_finite(record: dict[str, Any]) -> None:
+    """Fail on a record with a NaN or inf, naming its patch id. Not masked out of the loss: a
+    non-finite pixel in a reflectance product is a broken file, and validation
+    (``max_nonfinite_fraction``) is where a dataset is allowed to have some; training data must
+    be clean (measured before: NaN in 0.46 % of train pixels made every loss NaN)."""
+    import tensorflow as tf
+
+    finite = tf.reduce_all(tf.math.is_finite(record["toa"])) & tf.reduce_all(
+        tf.math.is_finite(record["sr"])
+    )
+    tf.debugging.Assert(finite, [NON_FINITE, record["patch_id"]])
+
+
+def _parse_finite(serialized: tf.Tensor, patch_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(toa, sr)`` of a record checked by :func:`_assert_finite`."""
+    from s2ac.data.tfrecord import parse_record
+
+    record = parse_record(serialized, patch_size)
+    _assert_finite(record)
+    return record["toa"], record["sr"]
+
+
 def _with_geometry(patch_size: int, geometry: Mapping[str, Sequence[float]]) -> Any:
     """A parse function ``record -> (toa, sr, geometry)``: the geometry looked up by patch id."""
     import numpy as np
@@ -146,6 +172,7 @@ def _with_geometry(patch_size: int, geometry: Mapping[str, Sequence[float]]) -> 
 
     def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         record = parse_record(serialized, patch_size)
+        _assert_finite(record)
         row = index.lookup(record["patch_id"])
         tf.debugging.assert_non_negative(
             row, message="a record's patch_id has no geometry in the manifest"

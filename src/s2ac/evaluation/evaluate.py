@@ -29,6 +29,7 @@ import pandas as pd
 from s2ac.config import EvaluateConfig
 from s2ac.console import log, track
 from s2ac.data.input import manifest_geometry
+from s2ac.data.integrity import read_manifest, verify_dataset
 from s2ac.data.tfrecord import iter_records, list_tfrecords
 from s2ac.errors import InputDataError
 from s2ac.evaluation.baselines import (
@@ -56,20 +57,6 @@ CONVENTIONS = (
     "all pixels of the split; rel_rmse_<band> = pooled RMSE / mean true SR of the band (SR uses "
     "a small part of data_range 1.0)."
 )
-
-
-def read_manifest(dataset_dir: str | Path) -> dict[str, Any]:
-    """The dataset's ``manifest.json``; a clear error when missing or unreadable."""
-    uri = f"{str(dataset_dir).rstrip('/')}/manifest.json"
-    try:
-        manifest = json.loads(read_bytes(uri))
-    except FileNotFoundError:
-        raise InputDataError(uri, "manifest.json not found", "is this a dataset folder?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputDataError(uri, f"not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or "patch_size" not in manifest:
-        raise InputDataError(uri, "no patch_size: not an s2ac dataset manifest")
-    return manifest
 
 
 def _batches(
@@ -137,6 +124,22 @@ def baseline_methods(
     return methods, notes
 
 
+def _refuse_non_finite(
+    predicted: np.ndarray, truth: np.ndarray, method: str, split: str, ids: list[str]
+) -> None:
+    """A prediction with NaN or inf where the truth is finite is an error, not a score: capped
+    or skipped, an all-NaN model would look perfect (PSNR 100 dB) to the gate."""
+    bad = ~np.isfinite(predicted) & np.isfinite(truth)
+    if bad.any():
+        first = int(np.argmax(bad.reshape(len(bad), -1).any(axis=1)))
+        raise InputDataError(
+            f"{method} on {split}",
+            f"{int(bad.sum())} non-finite predicted values (NaN or inf), first in patch "
+            f"{ids[first]!r}; a model that outputs NaN was trained on bad data or diverged",
+            "check the training run's losses (train stops on a non-finite loss)",
+        )  # fmt: skip
+
+
 def score_methods(
     dataset_dir: str | Path,
     methods: dict[str, Method],
@@ -154,6 +157,7 @@ def score_methods(
                 predicted = np.asarray(method(toa, batch_ids, sr))
             else:
                 predicted = np.asarray(method(toa, batch_ids))
+            _refuse_non_finite(predicted, sr, name, split, batch_ids)
             rows[name].extend(
                 image_metrics(p, t, config) for p, t in zip(predicted, sr, strict=True)
             )
@@ -261,6 +265,9 @@ def evaluate(
     present = [s for s in splits if s not in missing]
     if not present:
         raise InputDataError(str(dataset_dir), f"none of the splits {list(splits)} holds patches")
+    # Every shard read is checked against the manifest's sha256 (train: the linear fit).
+    verify_dataset(str(dataset_dir), [*present, *(["train"] if "linear" in baselines else [])],
+                   manifest)  # fmt: skip
     for split, why in missing.items():
         log.warning("split %s: %s", split, why)
 

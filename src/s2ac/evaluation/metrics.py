@@ -44,7 +44,9 @@ def psnr(prediction: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> 
     error = (prediction.astype(np.float64) - truth.astype(np.float64))[
         np.isfinite(prediction) & np.isfinite(truth)
     ]
-    mse = float(np.mean(error**2)) if error.size else np.nan
+    if not error.size:  # nothing to score: NaN, not the cap (min(100, nan) is 100)
+        return float("nan")
+    mse = float(np.mean(error**2))
     if mse == 0.0:
         return PSNR_CAP_DB
     return float(min(PSNR_CAP_DB, 10.0 * np.log10(data_range**2 / mse)))

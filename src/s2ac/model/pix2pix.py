@@ -21,6 +21,7 @@ checkpoints; the generator file holds only built-in layers and loads without s2a
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,19 @@ LOSS_NAMES = ("gen_total", "gen_gan", "gen_l1", "disc")
 def default_optimizer(learning_rate: float = 2e-4, beta_1: float = 0.5) -> keras.optimizers.Adam:
     """Adam(2e-4, beta_1=0.5): pix2pix's optimizer (beta_1 0.5 damps GAN oscillations)."""
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
+
+
+def save_atomically(write: Callable[[Path], Any], path: Path) -> None:
+    """``write(temporary)`` then rename it to ``path``: a reader (or a resumed run) sees the old
+    file or the new one, never a half-written one under the final name. The temporary name keeps
+    the suffix (Keras checks ``.keras``)."""
+    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    temporary.unlink(missing_ok=True)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @keras.saving.register_keras_serializable(package="s2ac")
@@ -196,8 +210,8 @@ class Pix2Pix(keras.Model):
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         paths = folder / GENERATOR_FILE, folder / DISCRIMINATOR_FILE
-        self.generator.save(paths[0])
-        self.discriminator.save(paths[1])
+        save_atomically(self.generator.save, paths[0])
+        save_atomically(self.discriminator.save, paths[1])
         return paths
 
 

@@ -90,7 +90,8 @@ def compare_generators(
     """Train each generator on ``train_dataset`` and score it on ``eval_dataset`` into ``out``
     (``out/<generator>/checkpoints``, ``out/<generator>/evaluation``, ``generators.md`` and
     ``generators.json``). Each training is an MLflow run, each evaluation logged into it."""
-    from s2ac.evaluation.evaluate import MODEL_COLUMN, read_manifest
+    from s2ac.data.integrity import read_manifest
+    from s2ac.evaluation.evaluate import MODEL_COLUMN
     from s2ac.orchestration import stages
 
     unknown = [g for g in generators if g not in GENERATORS]

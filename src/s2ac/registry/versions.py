@@ -34,8 +34,9 @@ from mlflow.tracking import MlflowClient
 from s2ac.bands import BAND_NAMES
 from s2ac.config import Config, GateConfig
 from s2ac.console import log
+from s2ac.data.integrity import read_manifest
 from s2ac.errors import S2ACError
-from s2ac.evaluation.evaluate import MODEL_COLUMN, evaluate, read_evaluation, read_manifest
+from s2ac.evaluation.evaluate import MODEL_COLUMN, evaluate, read_evaluation
 from s2ac.registry.gate import CHAMPION, GateDecision, decide
 from s2ac.registry.tracking import git_commit, set_experiment
 

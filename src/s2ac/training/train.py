@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,17 @@ from typing import Any
 import keras
 import mlflow
 import numpy as np
+import tensorflow as tf
 
 from s2ac.config import Config
 from s2ac.console import log
-from s2ac.data.input import make_dataset, manifest_geometry
+from s2ac.data.input import NON_FINITE, make_dataset, manifest_geometry
+from s2ac.data.integrity import read_manifest, verify_dataset
 from s2ac.data.tfrecord import check_tfrecord, iter_records, list_tfrecords
-from s2ac.errors import InputDataError
-from s2ac.io.storage import exists, localize_files, read_bytes
+from s2ac.errors import InputDataError, TrainingDivergedError
+from s2ac.io.storage import exists, localize_files
 from s2ac.model.devices import configure_precision, strategy
-from s2ac.model.pix2pix import Pix2Pix, build_pix2pix
+from s2ac.model.pix2pix import Pix2Pix, build_pix2pix, save_atomically
 from s2ac.registry.tracking import log_dataset, start_run
 
 LAST = "last.keras"
@@ -45,13 +48,14 @@ class TrainResult:
 
 
 def check_dataset(dataset_dir: str) -> dict[str, Any]:
-    """Fail before any training when the manifest, a split or the record schema is wrong."""
+    """Fail before any training when the manifest, a split, a shard's sha256 or the record schema
+    is wrong (see :mod:`s2ac.data.integrity`)."""
     root = dataset_dir.rstrip("/")
     if not exists(f"{root}/manifest.json"):
         raise InputDataError(
             f"{root}/manifest.json", "no dataset manifest", "build one with `s2ac data synth`"
         )
-    manifest = json.loads(read_bytes(f"{root}/manifest.json"))
+    manifest = verify_dataset(root, ("train", "val"), read_manifest(root))
     for split in ("train", "val"):
         files = list_tfrecords(f"{root}/{split}")
         check_tfrecord(localize_files(files[:1])[0], int(manifest["patch_size"]))
@@ -76,35 +80,72 @@ def _steps_per_epoch(manifest: dict[str, Any], batch_size: int) -> int:
     return n_train // batch_size
 
 
-class Checkpoint(keras.callbacks.Callback):
-    """Every epoch: ``last.keras`` (G, D, optimizers) and ``state.json``, both atomically, the
-    networks of that epoch, and in ``best/`` those of the epoch with the lowest validation loss."""
+def _checkpoint_name(epoch: int) -> str:
+    return f"last-{epoch:04d}.keras"
 
-    def __init__(self, directory: Path, stopper: keras.callbacks.EarlyStopping, run_id: str | None):
+
+class Checkpoint(keras.callbacks.Callback):
+    """Every epoch: the full model (G, D, optimizers), the networks of that epoch and, in
+    ``best/``, those of the epoch with the lowest validation loss; then ``state.json``.
+
+    Each file is written under a temporary name and renamed, and the full model goes to a new
+    ``last-NNNN.keras`` that ``state.json`` names: renaming ``state.json`` is the one commit
+    point, so a kill at any instant leaves the previous or the new state, never a mix (a
+    half-written file under its final name, or a ``last.keras`` one epoch ahead of the state).
+    After the commit ``last.keras`` becomes that checkpoint and older ones are removed.
+    An epoch whose losses are not finite (see :class:`StopOnNonFiniteLoss`) is never saved."""
+
+    def __init__(
+        self, directory: Path, stopper: keras.callbacks.EarlyStopping, run_id: str | None,
+        guard: StopOnNonFiniteLoss | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.directory, self.stopper, self.run_id = directory, stopper, run_id
+        self.directory, self.stopper, self.run_id, self.guard = directory, stopper, run_id, guard
         self.history: dict[str, list[float]] = {}
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if self.guard is not None and self.guard.where:
+            return
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        temporary = self.directory / f".{LAST}.tmp.keras"
-        self.model.save(temporary)
-        os.replace(temporary, self.directory / LAST)
+        name = _checkpoint_name(epoch + 1)
+        save_atomically(self.model.save, self.directory / name)
         self.model.save_models(self.directory)  # generator.keras, discriminator.keras
         if self.stopper.best_epoch == epoch:  # the epoch with the lowest validation L1 so far
             self.model.save_models(self.directory / "best")
         state = {
             "epoch": epoch + 1,
+            "checkpoint": name,
             "wait": self.stopper.wait,
             "best": float(self.stopper.best),
             "best_epoch": self.stopper.best_epoch,
             "run_id": self.run_id,
             "history": self.history,
         }
-        temporary_state = self.directory / f".{STATE}.tmp"
-        temporary_state.write_text(json.dumps(state))
-        os.replace(temporary_state, self.directory / STATE)
+        save_atomically(lambda path: path.write_text(json.dumps(state)), self.directory / STATE)
+        save_atomically(lambda path: os.link(self.directory / name, path), self.directory / LAST)
+        for old in self.directory.glob("last-*.keras"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first batch whose losses are NaN or infinite, and says where: a
+    diverged model must not be saved, logged or promoted (``TerminateOnNaN`` with a record)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch, self.where = 0, ""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        bad = {k: float(v) for k, v in (logs or {}).items() if not np.isfinite(float(v))}
+        if bad and not self.where:
+            values = ", ".join(f"{k}={v}" for k, v in bad.items())
+            self.where = f"epoch {self.epoch + 1}, batch {batch + 1} ({values})"
+            self.model.stop_training = True
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -191,8 +232,8 @@ def train(
     folder.mkdir(parents=True, exist_ok=True)
     state = json.loads((folder / STATE).read_text()) if resume and (folder / STATE).exists() else {}
     if not resume:
-        for name in (LAST, STATE):
-            (folder / name).unlink(missing_ok=True)
+        for path in [folder / LAST, folder / STATE, *folder.glob("last-*.keras")]:
+            path.unlink(missing_ok=True)
     initial_epoch = int(state.get("epoch", 0))
     steps = _steps_per_epoch(manifest, train_cfg.batch_size)
 
@@ -200,8 +241,10 @@ def train(
     keras.utils.set_random_seed(train_cfg.seed)
     with strategy().scope():
         if initial_epoch:
-            model: Pix2Pix = keras.saving.load_model(folder / LAST)
-            log.info("resuming from %s at epoch %d", folder / LAST, initial_epoch)
+            # state.json names the checkpoint it was committed with (last.keras: older states)
+            saved = folder / state.get("checkpoint", LAST)
+            model: Pix2Pix = keras.saving.load_model(saved)
+            log.info("resuming from %s at epoch %d", saved, initial_epoch)
         else:
             model = build_pix2pix(train_cfg, size)
     train_files, val_files = list_tfrecords(f"{root}/train"), list_tfrecords(f"{root}/val")
@@ -227,14 +270,36 @@ def train(
             initial=state or None, monitor=MONITOR, patience=train_cfg.early_stopping_patience,
             mode="min",
         )  # fmt: skip
-        checkpoint = Checkpoint(folder, stopper, run.info.run_id)
+        guard = StopOnNonFiniteLoss()
+        checkpoint = Checkpoint(folder, stopper, run.info.run_id, guard)
         checkpoint.history = {k: list(v) for k, v in state.get("history", {}).items()}
         logger = MlflowLogger(_fixed_samples(val_files, size, geometry), train_cfg.figure_every)
-        model.fit(
-            stream, epochs=train_cfg.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-            validation_data=validation, callbacks=[stopper, logger, checkpoint, *callbacks],
-            verbose=2,
-        )  # fmt: skip
+        # The checkpoint before the MLflow logging: a lost server must not lose the epoch.
+        try:
+            model.fit(
+                stream, epochs=train_cfg.epochs, initial_epoch=initial_epoch,
+                steps_per_epoch=steps, validation_data=validation,
+                callbacks=[guard, stopper, checkpoint, logger, *callbacks], verbose=2,
+            )  # fmt: skip
+        except tf.errors.InvalidArgumentError as exc:
+            if NON_FINITE not in (exc.message or ""):
+                raise
+            # TensorFlow's message: "assertion failed: [<NON_FINITE>] [<patch id>]"
+            found = re.search(r"\] \[([^\]]*)\]", exc.message.split(NON_FINITE, 1)[1])
+            patch = found.group(1) if found else "?"
+            raise InputDataError(
+                f"{root} (train or val)", f"{NON_FINITE} {patch!r}",
+                f"the data is broken: `s2ac data validate {root}`, then rebuild it",
+            ) from None  # fmt: skip
+        if guard.where:
+            saved = folder / STATE
+            kept = json.loads(saved.read_text())["epoch"] if saved.exists() else 0
+            raise TrainingDivergedError(
+                f"training stopped: a loss became non-finite at {guard.where}; nothing from that "
+                f"epoch was saved (last good checkpoint: epoch {kept} in {folder}). Look at the "
+                f"data first (`s2ac data validate {root}`: NaN or DN-scaled patches), then "
+                "lower train.learning_rate or train.lambda_l1"
+            )
         epochs_done = json.loads((folder / STATE).read_text())["epoch"]
         mlflow.log_metric("epochs_completed", epochs_done)
         if log_model:

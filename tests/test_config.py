@@ -58,6 +58,10 @@ def test_dump_then_load_round_trip(tmp_path: Path):
         ("train.batch_size=0", "train.batch_size"),
         ("data.earthengine.file_format=NetCDF", "data.earthengine.file_format"),
         ("tune.learning_rate_range=[1e-3, 1e-5]", "learning_rate_range"),
+        ("train.epochs=true", "train.epochs: expected a number, got the boolean True"),
+        ("train.learning_rate=false", "train.learning_rate: expected a number"),
+        ("data.test_fraction=0.95", "data: test_fraction + val_fraction must be < 1"),
+        ("train.epochs=[1", "override 'train.epochs=[1': the value is not valid YAML"),
     ],
 )
 def test_bad_keys_and_types_name_the_key(override, key):
@@ -75,6 +79,11 @@ def test_bad_profile_file_and_override_syntax(tmp_path: Path):
     broken.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
         load_config("small", broken)
+    with pytest.raises(ConfigError, match="is a directory; --config takes a YAML file"):
+        load_config("small", tmp_path)
+    for escape in ("../configs/small", "/etc/passwd", "small/../small"):
+        with pytest.raises(ConfigError, match="unknown profile"):
+            load_config(escape)
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_override("train.epochs")
     assert parse_override("a.b.c=1.5") == {"a": {"b": {"c": 1.5}}}

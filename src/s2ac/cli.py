@@ -141,14 +141,26 @@ def config_profiles() -> None:
 
 
 @data_app.command("info")
-def data_info(path: Annotated[str, typer.Argument(help="GeoTIFF path or gs:// URI.")]) -> None:
+def data_info(
+    path: Annotated[str, typer.Argument(help="GeoTIFF path or gs:// URI.")],
+    convert_dn: Annotated[
+        bool, typer.Option("--convert-dn", help="The file holds DN: scale to reflectance (1e-4).")
+    ] = False,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--processing-baseline", help="With --convert-dn: e.g. 04.00 (-1000 DN)."),
+    ] = None,
+) -> None:
     """Describe a raster: size, bands, CRS, nodata, and per-band statistics."""
     from s2ac.io.raster import raster_info, read_raster
     from s2ac.io.storage import localize
 
     with localize(path) as local:
         info = raster_info(local)
-        raster = read_raster(local, bands=None, on_missing_crs="warn", max_nonfinite_fraction=1.0)
+        raster = read_raster(
+            local, bands=None, on_missing_crs="warn", max_nonfinite_fraction=1.0,
+            convert_dn=convert_dn, processing_baseline=baseline, harmonized=baseline is None,
+        )  # fmt: skip
     table = Table(title=f"{path}  {info['width']}x{info['height']}  {info['crs']}")
     for column in ("band", "min", "mean", "max", "NaN share"):
         table.add_column(column, justify="right")

@@ -10,8 +10,9 @@ demo/test scale). Resolution order, later wins: defaults, profile, ``--config FI
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,9 +26,24 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
-    """Unknown keys are errors: a typo must not silently fall back to a default."""
+    """Unknown keys are errors: a typo must not silently fall back to a default. So is a boolean
+    where a number is expected (pydantic would read ``train.epochs=true`` as 1)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                numeric = {int, float} & set(get_args(field.annotation) or (field.annotation,))
+                if (
+                    numeric
+                    and bool not in get_args(field.annotation)
+                    and isinstance(data.get(name), bool)
+                ):
+                    raise ValueError(f"{name}: expected a number, got the boolean {data[name]}")
+        return data
 
 
 class EarthEngineConfig(_Section):
@@ -114,6 +130,15 @@ class DataConfig(_Section):
     max_nonfinite_fraction: float = Field(0.01, ge=0, le=1)
     on_missing_crs: Literal["error", "warn", "ignore"] = "error"
     earthengine: EarthEngineConfig = EarthEngineConfig()
+
+    @model_validator(mode="after")
+    def _fractions_leave_a_train_split(self) -> DataConfig:
+        if self.test_fraction + self.val_fraction >= 1:
+            raise ValueError(
+                f"test_fraction + val_fraction must be < 1 (nothing left to train on), got "
+                f"{self.test_fraction} + {self.val_fraction}"
+            )
+        return self
 
 
 class TrainConfig(_Section):
@@ -289,6 +314,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         content = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found") from exc
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; --config takes a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(content, dict):
@@ -311,7 +340,11 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem})") from None
     nested: dict[str, Any] = {}
     cursor = nested
     parts = key.strip().split(".")
@@ -327,6 +360,11 @@ def _describe(error: ValidationError, source: str) -> str:
         key = ".".join(str(part) for part in item["loc"])
         if item["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key")
+        elif isinstance(item.get("input"), dict):  # a section's own check: its message says it
+            message = item["msg"].removeprefix("Value error, ")
+            field, colon, rest = message.partition(": ")
+            named = colon and field.isidentifier()
+            lines.append(f"{key}.{field}: {rest}" if named else f"{key}: {message}")
         else:
             lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
     return f"invalid configuration from {source}:\n  " + "\n  ".join(lines)
@@ -341,7 +379,7 @@ def load_config(
     """Build the effective configuration; every error names the offending key or file."""
     name = profile or DEFAULT_PROFILE
     profile_path = config_dir / f"{name}.yaml"
-    if not profile_path.is_file():
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name) or not profile_path.is_file():
         raise ConfigError(
             f"unknown profile {name!r}: choose one of {', '.join(available_profiles(config_dir))}"
         )

@@ -196,6 +196,15 @@ def test_rejects_dn_where_reflectance_expected(tmp_path: Path) -> None:
     assert "convert_dn=True" in str(error) and "1e-04" in str(error)
 
 
+def test_rejects_reflectance_below_the_product_floor(tmp_path: Path) -> None:
+    """-0.1 (Level-2A's offset floor) is accepted, -0.98 (DN with a wrong offset) is not."""
+    data = reflectance()
+    data[0, 0, 0] = -0.1
+    read_raster(make_tif(tmp_path / "floor.tif", data))
+    data[1, 2, 3] = -0.98
+    rejects(make_tif(tmp_path / "negative.tif", data), "down to -0.980")
+
+
 def test_convert_dn_scales_and_removes_baseline_offset(tmp_path: Path) -> None:
     dn = np.random.default_rng(1).integers(1000, 9000, (4, SIZE, SIZE)).astype(np.uint16)
     path = make_tif(tmp_path / "dn.tif", dn)

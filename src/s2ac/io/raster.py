@@ -31,7 +31,13 @@ from s2ac.errors import InputDataError
 #: Reflectance rarely exceeds ~1.5 (bright cloud, snow); DN are hundreds to thousands. A 99th
 #: percentile above this therefore means the file holds DN.
 DN_PERCENTILE_LIMIT = 3.0
-_DN_FIX = f"pass convert_dn=True / --convert-dn to scale by {REFLECTANCE_SCALE:.0e}"
+_DN_FIX = (
+    f"read it with convert_dn=True (`s2ac data info --convert-dn`) to scale by "
+    f"{REFLECTANCE_SCALE:.0e}"
+)
+#: Lowest reflectance accepted: Level-2A's -1000 DN offset (baseline 04.00) reaches -0.1;
+#: anything lower is not reflectance (e.g. DN with a wrong offset: down to -0.98 was accepted).
+MIN_REFLECTANCE = -0.1
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,6 +183,13 @@ def read_raster(
                 f"(99th percentile {p99:.0f} > {DN_PERCENTILE_LIMIT:g})",
                 _DN_FIX,
             )
+    lowest = float(np.nanmin(data)) if np.isfinite(data).any() else 0.0
+    if lowest < MIN_REFLECTANCE - 1e-6:  # float32 of -0.1 is a hair below it
+        raise InputDataError(
+            path, f"reflectance down to {lowest:.3f}, below the {MIN_REFLECTANCE} floor of "
+            "Level-1C/2A products: not reflectance, or a wrong DN offset",
+            "check the units and processing baseline: DN offset +1000 since 04.00",
+        )  # fmt: skip
     share = float(np.isnan(data).any(axis=0).mean()) if data.size else 0.0
     if share > max_nonfinite_fraction:
         raise InputDataError(

@@ -26,7 +26,7 @@ from s2ac.console import log
 from s2ac.data.input import NON_FINITE, make_dataset, manifest_geometry
 from s2ac.data.integrity import read_manifest, verify_dataset
 from s2ac.data.tfrecord import check_tfrecord, iter_records, list_tfrecords
-from s2ac.errors import InputDataError, TrainingDivergedError
+from s2ac.errors import ConfigError, InputDataError, TrainingDivergedError
 from s2ac.io.storage import exists, localize_files
 from s2ac.model.devices import configure_precision, strategy
 from s2ac.model.pix2pix import Pix2Pix, build_pix2pix, save_atomically
@@ -71,6 +71,22 @@ def _geometry(manifest: dict[str, Any], root: str) -> dict[str, Any]:
             "train.generator=physics needs it; use the embedded dataset or train.generator=unet",
         )  # fmt: skip
     return geometry
+
+
+def _check_patch_size(size: int, generator: str, root: str) -> None:
+    """The network must fit the dataset's patches: a one-line error naming the keys, before
+    anything is built (was a ValueError traceback from the U-Net builder)."""
+    from s2ac.model.generator import PAPER_DEPTH
+    from s2ac.model.physics_generator import GRID
+
+    step = 2**PAPER_DEPTH if generator == "unet" else GRID
+    if size % step:
+        why = (f"the paper's U-Net halves it {PAPER_DEPTH} times" if generator == "unet"
+               else f"the atmosphere is estimated every {GRID} px")  # fmt: skip
+        raise ConfigError(
+            f"train.generator={generator} needs patches that are a multiple of {step} px ({why}); "
+            f"the dataset {root} has {size} px patches: rebuild it with data.patch_size=256"
+        )
 
 
 def _steps_per_epoch(manifest: dict[str, Any], batch_size: int) -> int:
@@ -236,6 +252,7 @@ def train(
             path.unlink(missing_ok=True)
     initial_epoch = int(state.get("epoch", 0))
     steps = _steps_per_epoch(manifest, train_cfg.batch_size)
+    _check_patch_size(size, train_cfg.generator, root)
 
     configure_precision(train_cfg.mixed_precision)
     keras.utils.set_random_seed(train_cfg.seed)

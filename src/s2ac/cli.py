@@ -659,6 +659,9 @@ def pipeline_submit(
         typer.Option("--package", help="Compiled spec to submit (default: the checked-in one)."),
     ] = None,
     param: ParamOpt = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow the token over plain http to another host.")
+    ] = False,
     *,
     cfg: Config,
 ) -> None:
@@ -667,7 +670,7 @@ def pipeline_submit(
     from s2ac.orchestration.kubeflow import submit
 
     arguments = {"profile": cfg.profile, "overrides": overrides_from(cfg)} | _parameters(param)
-    ids = submit(host, experiment or cfg.pipeline.experiment, arguments, name, package)
+    ids = submit(host, experiment or cfg.pipeline.experiment, arguments, name, package, insecure)
     typer.echo(f"pipeline {ids['pipeline_id']} version {ids['version_id']}; started run "
                f"{ids['run_id']} on {host}")  # fmt: skip
 

@@ -45,6 +45,8 @@ class FakeKfpApi:
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    #: Answer run creation with ``{}`` (a broken or impostor server).
+    empty_run_answers: bool = False
 
     def _version(self, pipeline_id: str, name: str) -> dict[str, Any]:
         version = {
@@ -105,7 +107,7 @@ class FakeKfpApi:
                 return 404, {"error_message": f"no pipeline version {reference}", "code": 5}
             run = request | {"run_id": "run-" + uuid.uuid4().hex[:8], "state": "PENDING"}
             self.runs.append(run)
-            return 200, run
+            return 200, {} if self.empty_run_answers else run
         return 404, {"error": f"no route {method} {route}"}
 
 

@@ -300,3 +300,33 @@ def test_run_local_failure_is_recorded_by_the_exit_handler(tmp_path):
     assert run.data.tags["state"] == "FAILED"
     assert client.download_artifacts(run.info.run_id, "error.txt", str(tmp_path))
     assert client.get_experiment_by_name("s2ac") is None  # nothing trained or registered
+
+
+def test_submit_keeps_the_token_off_plain_http_and_says_when_the_host_is_dead(tmp_path):
+    refused = _submit("http://kfp.example.invalid", "secret-token-7")
+    assert refused.returncode == 2
+    assert "refusing to send the KFP_TOKEN bearer token over plain http" in " ".join(
+        refused.stderr.split()
+    )
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = _submit(f"http://127.0.0.1:{port}", "secret-token-7", "--insecure")
+    assert dead.returncode == 2
+    text = " ".join(dead.stderr.split())
+    assert f"KFP API at http://127.0.0.1:{port}" in text and "Traceback" not in dead.stderr
+    assert "secret-token-7" not in dead.stdout + dead.stderr
+
+
+def test_submit_fails_when_the_server_answers_without_a_run_id(tmp_path):
+    api = FakeKfpApi(empty_run_answers=True)
+    server, url = start(api)
+    try:
+        result = _submit(url, "t")
+    finally:
+        server.shutdown()
+    assert result.returncode == 2
+    assert "the answer has no run id" in " ".join(result.stderr.split())
+    assert "started run" not in result.stdout

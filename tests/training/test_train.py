@@ -224,3 +224,16 @@ def test_a_nan_record_is_an_error_naming_its_patch(dataset: Path, tmp_path: Path
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InputDataError, match=f"NaN or inf.*{records[0]['patch_id']}"):
         train(copy, _config(tmp_path, 1), checkpoint_dir=tmp_path / "c")
+
+
+def test_a_patch_size_the_network_cannot_take_is_a_config_error():
+    from s2ac.errors import ConfigError
+    from s2ac.training.train import _check_patch_size
+
+    with pytest.raises(
+        ConfigError, match=r"train.generator=unet needs patches that are a multiple of 256"
+    ):
+        _check_patch_size(64, "unet", "data/")
+    _check_patch_size(64, "physics", "data/")
+    with pytest.raises(ConfigError, match="multiple of 8 px"):
+        _check_patch_size(60, "physics", "data/")

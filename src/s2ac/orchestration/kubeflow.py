@@ -114,12 +114,12 @@ def submit(
     arguments: dict[str, Any],
     name: str = "training",
     package: Path | None = None,
+    insecure: bool = False,
 ) -> dict[str, str]:
     """Start a run of the compiled pipeline ``package`` (default: the checked-in spec of
     ``name``) on the KFP API at ``host``: the pipeline ``s2ac-<name>`` is created on the first
-    submit and gets a new version on every later one (KFP refuses duplicate pipeline names)."""
-    import kfp
-
+    submit and gets a new version on every later one (KFP refuses duplicate pipeline names).
+    Names, parameters and the host are checked before any request."""
     if name not in NAMES:
         raise S2ACError(f"unknown pipeline {name!r}: choose from {', '.join(NAMES)}")
     package = package or COMPILED_DIR / f"{name}.yaml"
@@ -127,6 +127,43 @@ def submit(
         raise S2ACError(f"{package}: no compiled pipeline; run `s2ac pipeline compile` first")
     arguments = coerce_arguments(spec_inputs(package), arguments)
     token = os.environ.get(TOKEN_ENV)
+    check_host(host, bool(token), insecure)
+    try:
+        return _submit(host, token, experiment, arguments, name, package)
+    except S2ACError:
+        raise
+    except Exception as exc:  # urllib3/kfp_server_api errors: one line, never the token
+        problem = (str(exc).splitlines() or [""])[0][:300]
+        if token:
+            problem = problem.replace(token, "***")
+        raise S2ACError(f"KFP API at {host}: {type(exc).__name__}: {problem}") from None
+
+
+#: Hosts where plain http stays on this machine (e.g. `kubectl port-forward`).
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def check_host(host: str, with_token: bool, insecure: bool) -> None:
+    """Refuse a malformed host, and a bearer token over plain http to another machine unless
+    ``insecure``: the token would cross the network in clear text."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise S2ACError(f"--host {host!r}: expected http(s)://HOST[:PORT][/PATH]")
+    if with_token and parts.scheme == "http" and parts.hostname not in LOOPBACK and not insecure:
+        raise S2ACError(
+            f"--host {host}: refusing to send the {TOKEN_ENV} bearer token over plain http "
+            "(readable on the network); use https://, or --insecure if you must"
+        )
+
+
+def _submit(
+    host: str, token: str | None, experiment: str, arguments: dict[str, Any], name: str,
+    package: Path,
+) -> dict[str, str]:  # fmt: skip
+    import kfp
+
     client = kfp.Client(host=host, existing_token=token) if token else kfp.Client(host=host)
     pipeline_name = f"s2ac-{name}"
     pipeline_id = client.get_pipeline_id(pipeline_name)
@@ -145,4 +182,6 @@ def submit(
         experiment_id, f"{pipeline_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
         params=arguments, pipeline_id=pipeline_id, version_id=version_id,
     )  # fmt: skip
+    if not getattr(run, "run_id", None):
+        raise S2ACError(f"KFP API at {host}: the run was submitted but the answer has no run id")
     return {"pipeline_id": pipeline_id, "version_id": version_id, "run_id": run.run_id}

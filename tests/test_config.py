@@ -111,3 +111,16 @@ def test_overrides_from_recreate_the_config_from_its_profile(tmp_path: Path):
     )
     assert overrides_from(load_config("small")) == []
     assert split_overrides("a.b=1 c.d='x y'") == ["a.b=1", "c.d=x y"]
+
+
+def test_passwords_in_urls_never_reach_a_written_config():
+    from s2ac.config import dump_config, redact_secrets
+
+    url = "postgresql+psycopg://optuna:s3cr%3At@db.internal:5432/optuna"
+    config = load_config("small", overrides=[f"tune.storage={url}"])
+    text = dump_config(config)
+    assert "s3cr" not in text and "postgresql+psycopg://optuna:***@db.internal:5432/optuna" in text
+    assert redact_secrets("sqlite:///out/x.db") == "sqlite:///out/x.db"
+    assert (
+        redact_secrets("see https://u:p@h/x and gs://b/k") == "see https://u:***@h/x and gs://b/k"
+    )

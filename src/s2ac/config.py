@@ -444,6 +444,27 @@ def overrides_from(config: Config, config_dir: Path = CONFIG_DIR) -> list[str]:
     return _leaves(base, config.model_dump(mode="json"), "")
 
 
+#: ``scheme://user:password@host``: the password part of a URL.
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/:@\s]*:)([^@\s/]+)(@)")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every password in a URL replaced by ``***`` (``postgresql://u:***@db``)."""
+    return _URL_PASSWORD.sub(r"\1***\3", text)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_secrets(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def dump_config(config: Config) -> str:
-    """YAML text of a config, loadable again with ``--config``."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """YAML text of a config, loadable again with ``--config``. Passwords in URLs (e.g. the
+    Optuna ``tune.storage`` database) are written as ``***``: a config file or a log is not the
+    place for them; give them again with ``-o`` where the config is used."""
+    return yaml.safe_dump(_redacted(config.model_dump(mode="json")), sort_keys=False)

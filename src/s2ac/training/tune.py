@@ -26,7 +26,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from s2ac.config import Config, TuneConfig, with_changes
+from s2ac.config import Config, TuneConfig, redact_secrets, with_changes
 from s2ac.console import log
 from s2ac.errors import S2ACError
 from s2ac.registry.tracking import set_experiment
@@ -146,7 +146,8 @@ def _create_parent_run(study: optuna.Study, config: Config) -> None:
         experiment = mlflow.get_experiment_by_name(config.registry.experiment)
         run_id = mlflow.MlflowClient().create_run(
             experiment.experiment_id, run_name=f"tune-{study.study_name}",
-            tags={"s2ac.study": study.study_name, "s2ac.storage": _safe_url(config.tune.storage)},
+            tags={"s2ac.study": study.study_name,
+                  "s2ac.storage": redact_secrets(config.tune.storage)},
         ).info.run_id  # fmt: skip
     study.set_user_attr(PARENT_RUN_ATTR, run_id)
 
@@ -163,13 +164,6 @@ def ensure_parent_run(study: optuna.Study, config: Config, wait_s: float = 120.0
         time.sleep(1.0)
     set_experiment(config.registry)
     return parent
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for tags and logs."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _objective(dataset_dir: str, config: Config, parent_run_id: str, ran: list[int]) -> Any:

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 
 from s2ac.config import Config, load_config
 from s2ac.data.tfrecord import write_tfrecord
+from s2ac.errors import InputDataError
 from s2ac.evaluation.evaluate import evaluate, fit_linear, score_methods
 from s2ac.registry.pyfunc import log_generator
 from s2ac.registry.tracking import start_run
@@ -215,9 +216,9 @@ def test_default_gate_refuses_the_linear_map_and_promotes_a_better_model(
 
 @pytest.mark.service
 @pytest.mark.slow
-def test_scores_from_other_data_are_never_compared(mlflow_server, dataset, candidates, tmp_path):
-    """An evaluation made on another dataset digest (here forged to look perfect) is not used:
-    the gate re-scores the model on the gate's dataset."""
+def test_handed_scores_are_never_trusted(mlflow_server, dataset, candidates, tmp_path):
+    """An evaluation forged to look perfect, with the right dataset digest, does not promote:
+    the gate scores the logged model itself. An incomplete evaluation folder is refused."""
     name = f"s2ac-{uuid.uuid4().hex[:8]}"
     config = _config(mlflow_server, name)
     run, shared = candidates("linear")
@@ -227,12 +228,12 @@ def test_scores_from_other_data_are_never_compared(mlflow_server, dataset, candi
     for column in ("test/pix2pix", "ood/pix2pix"):
         table.loc[table.index.str.startswith("rmse"), column] = 0.0
     table.to_csv(evaluation / "comparison.csv")
-    record = json.loads((evaluation / "evaluation.json").read_text())
-    record["dataset_digest"] = "0" * 64
-    (evaluation / "evaluation.json").write_text(json.dumps(record))
     result = register(run, evaluation, dataset, config)
     assert not result.promoted
     assert {c.name.split("[")[0] for c in result.decision.failed} >= {"rmse_vs_baselines_ood"}
+    (evaluation / "comparison.csv").unlink()  # half-written
+    with pytest.raises(InputDataError, match="incomplete evaluation folder"):
+        register(run, evaluation, dataset, config)
 
 
 @pytest.mark.service

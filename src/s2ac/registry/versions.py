@@ -7,7 +7,8 @@ leaves the registry consistent:
 1. the version is created tagged ``gate=pending`` (a pending version never holds ``champion``);
 2. ``challenger`` moves to it;
 3. under the promotion lock, the current champion is scored on the same test set and the gate
-   decided; the decision is logged to the training run and tagged on the version;
+   decided on the gate's own scoring of the challenger (never on numbers it is handed); the
+   decision is logged to the training run and tagged on the version;
 4. only then, and only if the gate passed, ``champion`` moves.
 
 The lock serializes steps 3 and 4 across processes, so two concurrent registrations cannot both
@@ -192,18 +193,27 @@ def _description(comparison: dict[str, pd.DataFrame], run_id: str, digest: str) 
 def gate_evaluation(
     evaluation_dir: str | Path, dataset_dir: str | Path, model_uri: str, config: Config
 ) -> tuple[Path | str, dict[str, Any], dict[str, pd.DataFrame]]:
-    """The evaluation the gate decides on: ``evaluation_dir`` if it was scored on this dataset
-    (same digest), else a fresh evaluation of ``model_uri`` (never scores from other data)."""
-    digest = read_manifest(dataset_dir).get("digest")
-    record, comparison = read_evaluation(evaluation_dir)
-    if record.get("dataset_digest") == digest and record.get("model_column") == MODEL_COLUMN:
-        return evaluation_dir, record, comparison
-    log.warning(
-        "%s was scored on dataset digest %s, the gate's dataset is %s: re-scoring %s",
-        evaluation_dir, str(record.get("dataset_digest"))[:12], str(digest)[:12], model_uri,
-    )  # fmt: skip
+    """The evaluation the gate decides on: always its own scoring of ``model_uri`` (the logged
+    model, not a checkpoint) on ``dataset_dir``, with every baseline.
+
+    ``evaluation_dir`` (the pipeline's evaluate step) must be complete, but its numbers are only
+    compared, never trusted: a forged, stale or half-written folder once promoted a model trained
+    on an empty shard. Where the two disagree the log says so."""
+    _, given = read_evaluation(evaluation_dir)  # refuses an incomplete or unreadable folder
     fresh = Path(tempfile.mkdtemp(prefix="s2ac-gate-")) / "evaluation"
+    log.info("gate: scoring %s on %s (the decision never reads %s)", model_uri, dataset_dir,
+             evaluation_dir)  # fmt: skip
     result = evaluate(dataset_dir, model_uri, config.evaluate, fresh)
+    for split, table in result.comparison.items():
+        claimed = given.get(split)
+        ours = table.loc["rmse", MODEL_COLUMN]
+        theirs = claimed.loc["rmse", MODEL_COLUMN] if claimed is not None and (
+            MODEL_COLUMN in claimed.columns and "rmse" in claimed.index) else None  # fmt: skip
+        if theirs is None or abs(float(theirs) - float(ours)) > 1e-4:
+            log.warning(
+                "%s: %s RMSE %s differs from the gate's own %.4f; ignored", evaluation_dir,
+                split, "missing" if theirs is None else f"{float(theirs):.4f}", ours,
+            )  # fmt: skip
     return fresh, result.record, result.comparison
 
 

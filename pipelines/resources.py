@@ -1,10 +1,19 @@
-"""Task settings shared by both pipelines: GPU and resources for training, retries for I/O."""
+"""Task settings shared by both pipelines: GPU and resources for training, retries for I/O,
+the MLflow login of the tasks that talk to the tracking server."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from kfp import kubernetes
+
 from s2ac.config import PipelineConfig
+
+# The MLflow server requires a login (basic-auth; infra/README.md, "Security"). The pipeline's
+# user and password: never in the spec, only a reference to a Kubernetes secret in the namespace
+# the pipeline pods run in, exposed to the tasks that log runs or use the registry.
+MLFLOW_SECRET = "s2ac-mlflow"
+MLFLOW_LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 def on_gpu(task: Any, config: PipelineConfig) -> Any:
@@ -28,3 +37,11 @@ def small(task: Any) -> Any:
 def uncached(task: Any) -> Any:
     """Tasks with side effects (registry, shared study, status) must run every time."""
     return task.set_caching_options(enable_caching=False)
+
+
+def mlflow_client(task: Any) -> Any:
+    """A task that talks to MLflow: MLFLOW_TRACKING_USERNAME/PASSWORD from ``MLFLOW_SECRET``."""
+    kubernetes.use_secret_as_env(
+        task, secret_name=MLFLOW_SECRET, secret_key_to_env={key: key for key in MLFLOW_LOGIN}
+    )
+    return task

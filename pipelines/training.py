@@ -12,7 +12,7 @@ from typing import Any
 
 from kfp import dsl
 
-from pipelines.resources import on_gpu, small, uncached, with_retries
+from pipelines.resources import mlflow_client, on_gpu, small, uncached, with_retries
 from s2ac.config import PipelineConfig
 
 
@@ -26,18 +26,19 @@ def train_and_gate(c: Any, config: PipelineConfig) -> Any:
         common = {"profile": profile, "overrides": overrides}
         validate = c.validate(**common, dataset=dataset, dataset_digest=dataset_digest)
         validated = small(with_retries(validate, config))
-        trained = on_gpu(c.train(**common, dataset=dataset, dataset_digest=dataset_digest),
-                         config).after(validated)  # fmt: skip
+        # train, evaluate, register and promote log to MLflow or use its registry: its login.
+        train = c.train(**common, dataset=dataset, dataset_digest=dataset_digest)
+        trained = mlflow_client(on_gpu(train, config)).after(validated)
         run_id = trained.outputs["Output"]
-        evaluated = small(c.evaluate(
+        evaluated = mlflow_client(small(c.evaluate(
             **common, run_id=run_id, dataset=dataset, model=trained.outputs["model"],
             validation=validated.outputs["docs"],
-        ))  # fmt: skip
-        gated = small(uncached(with_retries(c.register(
+        )))  # fmt: skip
+        gated = mlflow_client(small(uncached(with_retries(c.register(
             **common, run_id=run_id, dataset=dataset, evaluation=evaluated.outputs["evaluation"],
-        ), config)))  # fmt: skip
+        ), config))))  # fmt: skip
         with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
-            uncached(with_retries(c.promote(**common, run_id=run_id), config))
+            mlflow_client(uncached(with_retries(c.promote(**common, run_id=run_id), config)))
 
     return validate_train_gate
 
@@ -56,7 +57,7 @@ def training_pipeline(c: Any, config: PipelineConfig) -> Any:
         overrides: list = [],  # noqa: B006 - KFP pipeline parameters are declared this way
     ) -> None:
         common = {"profile": profile, "overrides": overrides}
-        status = uncached(c.record_status(**common, pipeline="s2ac-training"))
+        status = mlflow_client(uncached(c.record_status(**common, pipeline="s2ac-training")))
         with dsl.ExitHandler(status, name="record-status"):
             with dsl.If(source == "earthengine", name="from-earth-engine"):
                 exported = small(with_retries(c.export(**common), config))

@@ -271,6 +271,11 @@ class RegistryConfig(_Section):
     # Promotions are serialized by a lock (see registry.promotion_lock); a lock older than this is
     # taken to be left by a crashed process and broken.
     lock_timeout_s: float = Field(600.0, gt=0)
+    # An http(s) tracking server is checked at the start of every stage that logs: attempts of
+    # connect_timeout_s each, 2 s apart, then a one-line error (MLflow's own client retried for
+    # 337 s and ended in five chained tracebacks).
+    connect_attempts: int = Field(3, ge=1)
+    connect_timeout_s: float = Field(5.0, gt=0)
 
 
 class PipelineConfig(_Section):

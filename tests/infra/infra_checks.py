@@ -32,6 +32,9 @@ K8S_VERSIONS = ("1.30", "1.37")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 _SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|PRIVATE|API_?KEY", re.IGNORECASE)
 _CREDENTIALS_IN_URI = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+# A `key = value` / `key: value` line of a settings file (ini, properties) in a ConfigMap.
+_SETTING = re.compile(r"^\s*([\w.-]+)\s*[=:]\s*(\S.*?)\s*$", re.MULTILINE)
+_ALL_ADDRESSES = {"0.0.0.0/0", "::/0"}
 
 Manifest = dict[str, Any]
 
@@ -144,6 +147,111 @@ def secret_refs(docs: list[Manifest]) -> set[tuple[str, str]]:
     return refs
 
 
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) matches ``labels``."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        present = key in labels
+        if (
+            (operator == "In" and labels.get(key) not in values)
+            or (operator == "NotIn" and present and labels[key] in values)
+            or (operator == "Exists" and not present)
+            or (operator == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def _pod_labels(workload: Manifest) -> dict[str, str]:
+    return workload["spec"]["template"].get("metadata", {}).get("labels", {})
+
+
+def _port_number(workload: Manifest, port: int | str) -> int | str:
+    """A container port of ``workload`` by number or name, as a number when it is named there."""
+    for _, container in containers(workload, init=False):
+        for declared in container.get("ports", []):
+            if port in (declared.get("name"), declared["containerPort"]):
+                return declared["containerPort"]
+    return port
+
+
+def _admits(policy: Manifest, workload: Manifest, port: int | str) -> bool:
+    """Whether ``policy`` selects the pods of ``workload`` and admits some peer on ``port``."""
+    if not selects(policy["spec"].get("podSelector", {}), _pod_labels(workload)):
+        return False
+    wanted = {port, _port_number(workload, port)}
+    for rule in policy["spec"].get("ingress", []):
+        ports = {_port_number(workload, p.get("port")) for p in rule.get("ports", [])}
+        if rule.get("from") and ports & wanted:
+            return True
+    return False
+
+
+def network_violations(docs: list[Manifest]) -> list[str]:
+    """NetworkPolicies: each namespace with workloads denies ingress by default; every rule names
+    its sources and ports, none admits every namespace or address; and each Service's pods are
+    admitted on its ports by some policy (a policy removed by mistake makes it unreachable)."""
+    problems = []
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
+
+    def namespace(doc: Manifest) -> str:
+        return doc["metadata"].get("namespace", "")
+
+    for ns in sorted({namespace(w) for w in workloads}):
+        if not any(
+            namespace(p) == ns
+            and not p["spec"].get("podSelector")
+            and "Ingress" in p["spec"].get("policyTypes", [])
+            and not p["spec"].get("ingress")
+            for p in policies
+        ):
+            problems.append(f"namespace {ns!r}: no default-deny ingress NetworkPolicy")
+    for policy in policies:
+        name = f"NetworkPolicy/{policy['metadata']['name']}"
+        for number, rule in enumerate(policy["spec"].get("ingress", [])):
+            where = f"{name} ingress[{number}]"
+            if not rule.get("from"):
+                problems.append(f"{where}: no `from`, admits every source")
+            if not rule.get("ports"):
+                problems.append(f"{where}: no `ports`, admits every port")
+            for peer in rule.get("from", []):
+                if peer.get("namespaceSelector") == {} or peer == {}:
+                    problems.append(f"{where}: admits pods of every namespace")
+                if peer.get("ipBlock", {}).get("cidr") in _ALL_ADDRESSES:
+                    problems.append(f"{where}: admits every address")
+    for service in (d for d in docs if d["kind"] == "Service"):
+        selector = {"matchLabels": service["spec"].get("selector", {})}
+        backends = [
+            w
+            for w in workloads
+            if namespace(w) == namespace(service) and selects(selector, _pod_labels(w))
+        ]
+        for workload in backends:
+            for port in service["spec"].get("ports", []):
+                target = port.get("targetPort", port["port"])
+                if not any(namespace(p) == namespace(service) and _admits(p, workload, target)
+                           for p in policies):  # fmt: skip
+                    problems.append(
+                        f"Service/{service['metadata']['name']}: no NetworkPolicy admits "
+                        f"{workload['kind']}/{workload['metadata']['name']} on port {target}"
+                    )
+    return problems
+
+
+def _mlflow_server_violations(where: str, container: dict[str, Any]) -> list[str]:
+    """An MLflow tracking server must require a login (its registry's models are code)."""
+    words = [*container.get("command", []), *container.get("args", [])]
+    if "mlflow" not in words[:1] or "server" not in words[1:2]:
+        return []
+    app = " ".join(words)
+    if not re.search(r"--app-name[= ]basic-auth\b", app):
+        return [f"{where}: mlflow server without authentication (--app-name=basic-auth)"]
+    return []
+
+
 def _container_violations(where: str, container: dict[str, Any], init: bool) -> list[str]:
     problems = []
     resources = container.get("resources", {})
@@ -176,13 +284,15 @@ def _container_violations(where: str, container: dict[str, Any], init: bool) -> 
     for arg in [*container.get("command", []), *container.get("args", [])]:
         if _CREDENTIALS_IN_URI.search(arg):
             problems.append(f"{where}: credentials in a URI on the command line: {arg!r}")
-    return problems
+    return problems + _mlflow_server_violations(where, container)
 
 
 def policy_violations(docs: list[Manifest]) -> list[str]:
-    """Everything that breaks the deployment rules: secrets by reference only, non-root pods,
-    resource requests and limits on every container, probes on every long-running one."""
-    problems = []
+    """Everything that breaks the deployment rules: secrets by reference only (no literal in a
+    ConfigMap's settings file either), non-root pods, resource requests and limits on every
+    container, probes on every long-running one, an MLflow server only with a login, and
+    NetworkPolicies that deny by default (:func:`network_violations`)."""
+    problems = network_violations(docs)
     for doc in docs:
         name = f"{doc['kind']}/{doc['metadata']['name']}"
         if doc["kind"] == "Secret":
@@ -191,6 +301,9 @@ def policy_violations(docs: list[Manifest]) -> list[str]:
             for key, value in doc.get("data", {}).items():
                 if _SECRET_NAME.search(key) or _CREDENTIALS_IN_URI.search(value):
                     problems.append(f"{name}: {key} looks like a credential in a ConfigMap")
+                for setting, literal in _SETTING.findall(value):
+                    if _SECRET_NAME.search(setting) and not literal.lstrip("\"'").startswith("$"):
+                        problems.append(f"{name}: {key} sets {setting} to a literal value")
         if doc["kind"] not in WORKLOAD_KINDS:
             continue
         spec = pod_spec(doc)

@@ -164,6 +164,53 @@ def test_tuning_spec_fans_out_workers_on_one_study(compiled):
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"profile", "overrides"}
 
 
+# Tasks that log to MLflow or use its registry (the server requires a login), and the tasks that
+# open the Optuna study (the only pipeline pods Postgres' NetworkPolicy admits).
+MLFLOW_TASKS = {
+    "training": {"train", "evaluate", "register", "promote", "record-status"},
+    "tuning": {"open-study", "tune-worker", "best-overrides", "train", "evaluate", "register",
+               "promote"},
+}  # fmt: skip
+DATABASE_TASKS = {"training": set(), "tuning": {"open-study", "tune-worker", "best-overrides"}}
+MLFLOW_LOGIN = ("s2ac-mlflow", {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"})
+OPTUNA_PASSWORD = ("s2ac-optuna", {"PGPASSWORD"})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mlflow_login_and_database_label_reach_exactly_their_tasks(compiled, name):
+    """Every executor (train and train-2 of the two branches alike) of a task that talks to
+    MLflow gets the login from the secret, the tasks that open the study get the database
+    password and the pod label; nothing else gets either."""
+    executors = _spec(compiled[name])["deploymentSpec"]["executors"]
+    platform = _platform(compiled[name])["platforms"]["kubernetes"]["deploymentSpec"]
+    assert MLFLOW_TASKS[name] | DATABASE_TASKS[name] <= {
+        re.sub(r"-\d+$", "", e.removeprefix("exec-")) for e in executors
+    }
+    for executor in executors:
+        task = re.sub(r"-\d+$", "", executor.removeprefix("exec-"))
+        config = platform["executors"].get(executor, {})
+        secrets = [
+            (s["secretName"], {k["envVar"] for k in s["keyToEnv"] if k["envVar"] == k["secretKey"]})
+            for s in config.get("secretAsEnv", [])
+        ]
+        expected = [OPTUNA_PASSWORD] if task in DATABASE_TASKS[name] else []
+        expected += [MLFLOW_LOGIN] if task in MLFLOW_TASKS[name] else []
+        assert secrets == expected, executor
+        labels = config.get("podMetadata", {}).get("labels", {})
+        database = {"s2ac.io/database-client": "true"} if task in DATABASE_TASKS[name] else {}
+        assert labels == database, executor
+
+
+def test_postgres_network_policy_admits_the_labelled_pipeline_pods():
+    policy = yaml.safe_load((ROOT / "infra/k8s/base/networkpolicy-postgres.yaml").read_text())
+    [rule] = policy["spec"]["ingress"]
+    peers = [p for p in rule["from"] if "namespaceSelector" in p]
+    assert peers == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}},
+        "podSelector": {"matchLabels": {"s2ac.io/database-client": "true"}},
+    }]  # fmt: skip
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_compiled_specs_hold_no_credentials_or_local_paths(compiled, name):
     text = compiled[name].read_text()

@@ -133,6 +133,9 @@ def train(
 ) -> TrainResult:
     """Pix2Pix on ``dataset`` (GPU when there is one); checkpoints every epoch, ``best/`` is the
     model; one MLflow run with the config, the losses and the logged generator."""
+    from s2ac.registry.tracking import check_server
+
+    check_server(config.registry)  # before TensorFlow loads: an unreachable server in seconds
     from s2ac.training.train import train as fit
 
     return fit(dataset, config, checkpoint_dir=checkpoints, resume=resume)

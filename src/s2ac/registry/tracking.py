@@ -20,7 +20,8 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.exceptions import MlflowException
 
-from s2ac.config import RegistryConfig
+from s2ac.config import RegistryConfig, redact_secrets
+from s2ac.errors import S2ACError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -38,8 +39,42 @@ def sqlite_artifact_root(uri: str) -> str | None:
     return (database.resolve().parent / ARTIFACTS_DIR).as_uri()
 
 
+class TrackingUnreachableError(S2ACError):
+    """The MLflow tracking server does not answer."""
+
+
+def check_server(config: RegistryConfig) -> None:
+    """For an http(s) tracking URI: ``GET /health`` within the configured attempts, else a
+    one-line :class:`TrackingUnreachableError` in seconds. Other URIs (sqlite, files) pass."""
+    import time
+
+    import requests
+
+    uri = tracking_uri(config)
+    if not uri.startswith(("http://", "https://")):
+        return
+    problem = ""
+    for attempt in range(config.connect_attempts):
+        if attempt:
+            time.sleep(2.0)
+        try:
+            answer = requests.get(f"{uri.rstrip('/')}/health", timeout=config.connect_timeout_s)
+        except requests.RequestException as exc:
+            problem = type(exc).__name__
+            continue
+        if answer.status_code < 500:  # 401/403: up, behind authentication
+            return
+        problem = f"HTTP {answer.status_code}"
+    raise TrackingUnreachableError(
+        f"MLflow tracking server {redact_secrets(uri)} unreachable ({problem}, "
+        f"{config.connect_attempts} attempts of {config.connect_timeout_s:g} s): start it, or set "
+        "registry.tracking_uri / MLFLOW_TRACKING_URI (registry.connect_attempts sets the budget)"
+    )
+
+
 def set_experiment(config: RegistryConfig) -> str:
     """Point MLflow at the configured server and experiment (created if needed); its id."""
+    check_server(config)
     uri = tracking_uri(config)
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(config.experiment)
@@ -64,6 +99,7 @@ def start_run(config: RegistryConfig, run_id: str | None = None, **kwargs: Any) 
     project's run is continued, so every stage logs into the one run ``mlflow run`` shows."""
     existing = run_id or os.environ.get("MLFLOW_RUN_ID")
     if existing:
+        check_server(config)
         mlflow.set_tracking_uri(tracking_uri(config))
         experiment_id = mlflow.get_run(existing).info.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)

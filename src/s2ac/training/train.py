@@ -30,7 +30,7 @@ from s2ac.errors import ConfigError, InputDataError, TrainingDivergedError
 from s2ac.io.storage import exists, localize_files
 from s2ac.model.devices import configure_precision, strategy
 from s2ac.model.pix2pix import Pix2Pix, build_pix2pix, save_atomically
-from s2ac.registry.tracking import log_dataset, start_run
+from s2ac.registry.tracking import check_server, log_dataset, start_run
 
 LAST = "last.keras"
 STATE = "state.json"
@@ -241,6 +241,7 @@ def train(
     ``run_options`` go to ``mlflow.start_run`` (e.g. ``parent_run_id``, ``run_name``, ``tags``);
     ``log_model=False`` skips logging the generator (tuning trials only need their losses).
     """
+    check_server(config.registry)  # seconds, not minutes of retries after the model is built
     root = str(dataset_dir).rstrip("/")
     manifest = check_dataset(root)
     size, train_cfg = int(manifest["patch_size"]), config.train

@@ -401,13 +401,17 @@ def evaluate_command(
         str | None,
         typer.Option("--run-id", help="Log into this MLflow run (e.g. the training run)."),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a non-empty --out that is no evaluation.")
+    ] = False,
     *,
     cfg: Config,
 ) -> None:
     """Score the model beside identity, dos, 6s, linear and oracle on test and ood; report it."""
     from s2ac.orchestration import stages
 
-    result = stages.evaluate(cfg, dataset, model, out, run_id=run_id, splits=split)
+    result = stages.evaluate(cfg, dataset, model, out, run_id=run_id, splits=split,
+                             overwrite=overwrite)  # fmt: skip
     print_comparison(result)
     typer.echo(f"report: {result.report}")
 

@@ -169,3 +169,20 @@ def test_a_non_finite_prediction_is_refused_not_scored(dataset: Path):
 def test_unknown_baseline_is_named():
     with pytest.raises(ValueError, match="unknown baselines \\['fancy'\\]"):
         baseline_methods(["identity", "fancy"])
+
+
+def test_evaluate_never_replaces_what_it_did_not_write(dataset: Path, tmp_path: Path):
+    from s2ac.errors import InputDataError
+
+    config = EvaluateConfig(baselines=["identity"], figures=False)
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("years of work")
+    with pytest.raises(InputDataError, match="holds no s2ac evaluation: refusing to replace it"):
+        evaluate(dataset, None, config, precious)
+    assert (precious / "chapter1.tex").read_text() == "years of work"
+    first = evaluate(dataset, None, config, tmp_path / "ev")
+    again = evaluate(dataset, None, config, tmp_path / "ev")  # its own output: replaced
+    assert again.record["splits"] == first.record["splits"]
+    evaluate(dataset, None, config, precious, overwrite=True)
+    assert not (precious / "chapter1.tex").exists() and (precious / "evaluation.json").is_file()

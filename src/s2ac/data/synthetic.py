@@ -69,7 +69,7 @@ from s2ac.data.sources import (
 )
 from s2ac.data.spectra import repaint
 from s2ac.data.tfrecord import write_tfrecord
-from s2ac.errors import InputDataError
+from s2ac.io import outputs
 from s2ac.physics import adjacency, forward
 from s2ac.physics.lut import Atmosphere, Lut
 
@@ -313,21 +313,11 @@ def _plan(
 def check_replaceable(out_dir: Path, overwrite: bool = False) -> None:
     """Refuse to replace what this command did not make: a file, or a non-empty folder that
     holds no s2ac dataset, unless ``overwrite``."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise InputDataError(out_dir, "exists and is not a folder", "choose another --out")
-    if not any(out_dir.iterdir()) or overwrite:
-        return
-    try:
-        ours = json.loads((out_dir / "manifest.json").read_text()).get("name") == DATASET_NAME
-    except (OSError, ValueError, AttributeError):
-        ours = False
-    if not ours:
-        raise InputDataError(
-            out_dir, "is not empty and holds no s2ac dataset: refusing to replace it",
-            "choose an empty or new folder, or pass --overwrite to replace its contents",
-        )  # fmt: skip
+
+    def ours(folder: Path) -> bool:
+        return json.loads((folder / "manifest.json").read_text()).get("name") == DATASET_NAME
+
+    outputs.check_replaceable(out_dir, "s2ac dataset", ours, overwrite)
 
 
 def synthesize(

@@ -41,6 +41,7 @@ from s2ac.evaluation.baselines import (
     physics_method,
 )
 from s2ac.evaluation.metrics import aggregate, image_metrics, summarize
+from s2ac.io.outputs import check_replaceable
 from s2ac.io.storage import read_bytes
 
 MODEL_COLUMN = "pix2pix"
@@ -245,9 +246,12 @@ def evaluate(
     config: EvaluateConfig,
     out_dir: str | Path,
     splits: Sequence[str] = EVALUATED_SPLITS,
+    *,
+    overwrite: bool = False,
 ) -> Evaluation:
     """Score the model (if given) and the baselines on each split; write tables, figures,
-    ``report.md`` and ``evaluation.json`` into ``out_dir`` (replaced as a whole)."""
+    ``report.md`` and ``evaluation.json`` into ``out_dir``, replaced as a whole if it is empty or
+    an earlier evaluation (anything else only with ``overwrite``)."""
     from s2ac.evaluation.figures import (
         density_scatter,
         metric_histograms,
@@ -257,6 +261,7 @@ def evaluate(
     from s2ac.evaluation.report import write_report
 
     out = Path(out_dir)
+    check_replaceable(out, "s2ac evaluation", _is_evaluation, overwrite)
     manifest = read_manifest(dataset_dir)
     baselines, notes = baseline_methods(config.baselines, dataset_dir, manifest)
     generator = load_generator(model, manifest_geometry(manifest)) if model else None
@@ -324,6 +329,10 @@ def evaluate(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Evaluation(out, scores, comparison, record, out / report.name)
+
+
+def _is_evaluation(folder: Path) -> bool:
+    return "splits" in json.loads((folder / RECORD).read_text())
 
 
 def write_comparison(comparison: dict[str, pd.DataFrame], path: Path) -> None:

@@ -144,7 +144,7 @@ def train(
 def evaluate(
     config: Config, dataset: str, model: str | Path | None, out: str | Path, *,
     run_id: str | None = None, splits: tuple[str, ...] | list[str] | None = None,
-    validation_docs: str | Path | None = None,
+    validation_docs: str | Path | None = None, overwrite: bool = False,
 ) -> Evaluation:  # fmt: skip
     """Score ``model`` beside the baselines on test and ood into ``out``, and log it: into
     training run ``run_id`` if given (with the validation data docs, so a run shows the data it
@@ -155,7 +155,8 @@ def evaluate(
     from s2ac.evaluation.evaluate import evaluate as score
     from s2ac.registry.tracking import start_run
 
-    result = score(dataset, model, config.evaluate, out, tuple(splits or EVALUATED_SPLITS))
+    result = score(dataset, model, config.evaluate, out, tuple(splits or EVALUATED_SPLITS),
+                   overwrite=overwrite)  # fmt: skip
     with start_run(config.registry, run_id=run_id, run_name=None if run_id else "evaluate"):
         log_evaluation(result)
         if validation_docs is not None and Path(validation_docs).is_dir():

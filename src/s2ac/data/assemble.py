@@ -31,7 +31,6 @@ splits, when the scene's marker gives its grid and Earth Engine exported all its
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -50,7 +49,8 @@ from s2ac.config import DataConfig
 from s2ac.console import log, track
 from s2ac.data.earthengine.export import MARKER_FOLDER, PIXEL_SIZE_M
 from s2ac.data.earthengine.scenes import CLOUD_SCORE_PLUS
-from s2ac.data.synthetic import SHARD_SIZE, SPLITS, file_sha256
+from s2ac.data.integrity import digest_of, file_sha256
+from s2ac.data.synthetic import SHARD_SIZE, SPLITS
 from s2ac.data.tfrecord import iter_records, list_tfrecords, serialize_pair
 from s2ac.errors import InputDataError
 from s2ac.io import storage
@@ -439,6 +439,6 @@ def _manifest(
             "strata": {s: dict(sorted(v.items())) for s, v in strata.items()},
         },
         "files": hashes,
-        "digest": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
+        "digest": digest_of(hashes),
         "samples": samples,
     }

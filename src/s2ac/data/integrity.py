@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from s2ac.errors import InputDataError
@@ -52,7 +53,8 @@ def digest_of(hashes: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (manifests record one per shard)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -97,7 +99,7 @@ def verify_dataset(
         names = sorted(listed)
         paths = localize_files([present[name] for name in names], cache_dir=cache_dir)
         for name, path in zip(names, paths, strict=True):
-            found = _sha256(path)
+            found = file_sha256(path)
             if found != hashes[name]:
                 raise InputDataError(
                     f"{root}/{name}",

@@ -33,7 +33,6 @@ The same seed gives the same bytes: one ``numpy.random.Generator`` drives every 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -56,6 +55,7 @@ from s2ac.data.atmospheres import (
     sample_field,
     sample_ood_atmosphere,
 )
+from s2ac.data.integrity import digest_of, file_sha256
 from s2ac.data.report import LAND_COVER, land_cover, split_report
 from s2ac.data.sources import (
     LANDSAT8_L1,
@@ -191,15 +191,6 @@ def ood_surface(lut: Lut) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
             "resampled": f"30 m -> 10 m, bilinear (x{LANDSAT_UPSAMPLE})",
             "cloud_share": float(cloud.mean())}  # fmt: skip
     return surface, cloud, info
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (manifests record one per shard)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -419,7 +410,7 @@ def synthesize(
             "repaint_fraction": config.repaint_fraction,
             "lut": lut.sixs_version,
             "files": hashes,
-            "digest": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
+            "digest": digest_of(hashes),
             "samples": samples,
         }
         if counts[OOD_SPLIT]:

@@ -237,3 +237,23 @@ def test_a_patch_size_the_network_cannot_take_is_a_config_error():
     _check_patch_size(64, "physics", "data/")
     with pytest.raises(ConfigError, match="multiple of 8 px"):
         _check_patch_size(60, "physics", "data/")
+
+
+def test_losses_survive_a_lost_tracking_server(monkeypatch):
+    """MLflow down after epoch 1: its losses are kept and sent, in order, once it is back."""
+    import s2ac.training.train as training
+
+    sent, down = [], [True]
+
+    def log_metrics(metrics, step):
+        if down[0]:
+            raise ConnectionError("server gone")
+        sent.append((step, metrics["gen_l1"]))
+
+    monkeypatch.setattr(training.mlflow, "log_metrics", log_metrics)
+    logger = training.MlflowLogger((np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4))), 1000)
+    logger.on_epoch_end(0, {"gen_l1": 0.3})
+    assert logger.unlogged == [1] and sent == []
+    down[0] = False
+    logger.on_epoch_end(1, {"gen_l1": 0.2})
+    assert sent == [(1, 0.3), (2, 0.2)] and logger.unlogged == []

@@ -180,22 +180,44 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class MlflowLogger(keras.callbacks.Callback):
-    """Per-epoch losses to MLflow, and the three fixed validation samples every N epochs."""
+    """Per-epoch losses to MLflow, and the three fixed validation samples every N epochs.
+
+    Runs after the checkpoint. If the server is lost, the epoch's losses are kept and sent again
+    after the next epoch (in step order); training goes on, and :attr:`unlogged` says what never
+    reached MLflow (the training log then says so too)."""
 
     def __init__(self, samples: tuple[Any, np.ndarray], figure_every: int) -> None:
         super().__init__()
         self.samples, self.figure_every = samples, figure_every  # (inputs, sr)
+        self.pending: list[tuple[int, dict[str, float]]] = []
+
+    @property
+    def unlogged(self) -> list[int]:
+        """Epochs (1-based) whose losses have not reached MLflow."""
+        return [step for step, _ in self.pending]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch + 1)
-        if (epoch + 1) % self.figure_every == 0:
-            from s2ac.evaluation.figures import sample_grid
+        self.pending.append((epoch + 1, {k: float(v) for k, v in (logs or {}).items()}))
+        try:
+            while self.pending:
+                step, metrics = self.pending[0]
+                mlflow.log_metrics(metrics, step=step)
+                self.pending.pop(0)
+            if (epoch + 1) % self.figure_every == 0:
+                self._log_samples(epoch)
+        except Exception as exc:  # the server is gone: the checkpoint is already on disk
+            log.warning("MLflow logging failed after epoch %d (%s): losses of epochs %s kept, "
+                        "sent again after the next epoch", epoch + 1, type(exc).__name__,
+                        self.unlogged)  # fmt: skip
 
-            inputs, truth = self.samples
-            prediction = np.asarray(self.model.generator(inputs, training=False))
-            toa = inputs["toa"] if isinstance(inputs, dict) else inputs
-            figure = sample_grid(toa, truth, prediction)
-            mlflow.log_figure(figure, f"samples/epoch_{epoch + 1:03d}.png")
+    def _log_samples(self, epoch: int) -> None:
+        from s2ac.evaluation.figures import sample_grid
+
+        inputs, truth = self.samples
+        prediction = np.asarray(self.model.generator(inputs, training=False))
+        toa = inputs["toa"] if isinstance(inputs, dict) else inputs
+        figure = sample_grid(toa, truth, prediction)
+        mlflow.log_figure(figure, f"samples/epoch_{epoch + 1:03d}.png")
 
 
 def _fixed_samples(
@@ -242,6 +264,10 @@ def train(
     ``log_model=False`` skips logging the generator (tuning trials only need their losses).
     """
     check_server(config.registry)  # seconds, not minutes of retries after the model is built
+    # MLflow's client retries a lost server 7 times with doubling waits (minutes per call); a
+    # training run keeps its losses and retries itself (MlflowLogger), so bound each call.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(config.registry.connect_attempts))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     root = str(dataset_dir).rstrip("/")
     manifest = check_dataset(root)
     size, train_cfg = int(manifest["patch_size"]), config.train
@@ -319,6 +345,9 @@ def train(
                 "lower train.learning_rate or train.lambda_l1"
             )
         epochs_done = json.loads((folder / STATE).read_text())["epoch"]
+        if logger.unlogged:
+            log.warning("MLflow never received the losses of epochs %s (server unreachable); "
+                        "they are in %s (history)", logger.unlogged, folder / STATE)  # fmt: skip
         mlflow.log_metric("epochs_completed", epochs_done)
         if log_model:
             inputs = logger.samples[0]

@@ -328,13 +328,16 @@ def data_export(
 def data_assemble(
     export: Annotated[str, typer.Argument(help="Export folder: gs://bucket/prefix or local.")],
     out: Annotated[str, typer.Option("--out", help="Dataset folder or gs:// prefix.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a non-empty --out that is no dataset.")
+    ] = False,
     *,
     cfg: Config,
 ) -> None:
     """Split an Earth Engine export by location into train/val/test shards with a manifest."""
     from s2ac.orchestration import stages
 
-    typer.echo(f"{stages.assemble(cfg, export, out).path}/manifest.json")
+    typer.echo(f"{stages.assemble(cfg, export, out, overwrite=overwrite).path}/manifest.json")
 
 
 @app.command("train")

@@ -211,6 +211,18 @@ def test_same_seed_same_dataset_other_seed_other_split(assembled, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no staging left
 
 
+def test_assemble_never_replaces_what_it_did_not_write(assembled, tmp_path):
+    export, _, _ = assembled
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "field-log.txt").write_text("do not lose")
+    with pytest.raises(InputDataError, match="holds no s2ac dataset: refusing to replace it"):
+        A.assemble_dataset(str(export), precious, CONFIG)
+    assert (precious / "field-log.txt").read_text() == "do not lose"
+    A.assemble_dataset(str(export), precious, CONFIG, overwrite=True)
+    assert (precious / "manifest.json").is_file() and not (precious / "field-log.txt").exists()
+
+
 def test_without_markers_scenes_are_grouped_by_tile(tmp_path):
     write_export(str(tmp_path / "export"), markers=False)
     manifest = load(A.assemble_dataset(str(tmp_path / "export"), tmp_path / "data", CONFIG))

@@ -53,7 +53,7 @@ from s2ac.data.integrity import digest_of, file_sha256
 from s2ac.data.synthetic import SHARD_SIZE, SPLITS
 from s2ac.data.tfrecord import iter_records, list_tfrecords, serialize_pair
 from s2ac.errors import InputDataError
-from s2ac.io import storage
+from s2ac.io import outputs, storage
 from s2ac.io.storage import localize_files
 
 NAME = "s2ac-earthengine"
@@ -303,15 +303,39 @@ def _publish(staging: Path, out: str) -> None:
     storage.upload(str(staging / MANIFEST), f"{out}/{MANIFEST}")
 
 
-def assemble_dataset(export_prefix: str, out_dir: str | Path, config: DataConfig) -> str:
+def _check_out(out: str, overwrite: bool) -> None:
+    """Replace only an earlier dataset (or nothing): never a folder or prefix of other things."""
+    if not storage.is_gcs(out):
+        outputs.check_replaceable(
+            Path(out), "s2ac dataset",
+            lambda folder: "digest" in json.loads((folder / MANIFEST).read_text()), overwrite,
+        )  # fmt: skip
+        return
+    if overwrite or storage.exists(f"{out}/{MANIFEST}"):
+        return
+    # A publish interrupted after it took the old manifest off leaves only shards: ours.
+    ours = tuple(f"{out}/{split}/" for split in SPLITS)
+    foreign = [u for u in storage.list_uris(f"{out}/", recursive=True) if not u.startswith(ours)]
+    if foreign:
+        raise InputDataError(
+            out, f"holds objects that are no s2ac dataset (e.g. {foreign[0]}): refusing to "
+            "write into it", "choose an empty prefix, or pass --overwrite",
+        )  # fmt: skip
+
+
+def assemble_dataset(
+    export_prefix: str, out_dir: str | Path, config: DataConfig, *, overwrite: bool = False
+) -> str:
     """Build a dataset in ``out_dir`` from the TFRecords in ``export_prefix``; return the
     manifest's path (both may be local or ``gs://``; see the module docstring for the steps).
+    ``out_dir`` may be new, empty or an earlier dataset; anything else needs ``overwrite``.
 
     Raises:
         InputDataError (naming the prefix or file): no TFRecords, records off the schema or of
             another patch size, or too few separate locations for train, val and test.
     """
     prefix, out = str(export_prefix).rstrip("/"), str(out_dir).rstrip("/")
+    _check_out(out, overwrite)
     size = config.patch_size
     try:
         files = list_tfrecords(prefix + "/")

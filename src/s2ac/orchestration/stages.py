@@ -102,11 +102,13 @@ def export(
     return Exported(text, location, report, dataset=dataset)
 
 
-def assemble(config: Config, export_dir: str, out: str | Path) -> Dataset:
+def assemble(
+    config: Config, export_dir: str, out: str | Path, *, overwrite: bool = False
+) -> Dataset:
     """Exported patches → train/val/test shards split by location, with a manifest."""
     from s2ac.data.assemble import assemble_dataset
 
-    assemble_dataset(export_dir, str(out), config.data)
+    assemble_dataset(export_dir, str(out), config.data, overwrite=overwrite)
     return dataset_at(out)
 
 

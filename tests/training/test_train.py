@@ -257,3 +257,33 @@ def test_losses_survive_a_lost_tracking_server(monkeypatch):
     down[0] = False
     logger.on_epoch_end(1, {"gen_l1": 0.2})
     assert sent == [(1, 0.3), (2, 0.2)] and logger.unlogged == []
+
+
+def test_a_record_of_another_size_mid_shard_is_an_input_error(dataset: Path, tmp_path: Path):
+    """check_dataset reads each split's first record; a later one of another size used to crash
+    training with a traceback."""
+    import hashlib
+    import shutil
+
+    from s2ac.data.integrity import digest_of
+    from s2ac.data.tfrecord import iter_records
+
+    copy = tmp_path / "data"
+    shutil.copytree(dataset, copy)
+    shard = sorted((copy / "train").glob("*.tfrecord*"))[0]
+    import tensorflow as tf
+
+    from s2ac.data.tfrecord import serialize_pair
+
+    records = [serialize_pair(r["toa"], r["sr"], r["patch_id"]) for r in iter_records(shard, 256)]
+    small = np.zeros((128, 128, 4), np.float32) + 0.1
+    records.insert(1, serialize_pair(small, small, "odd-one"))
+    with tf.io.TFRecordWriter(str(shard), options="GZIP") as writer:  # by hand: the project's
+        for record in records:  # writer refuses mixed sizes
+            writer.write(record)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][f"train/{shard.name}"] = hashlib.sha256(shard.read_bytes()).hexdigest()
+    manifest["digest"] = digest_of(manifest["files"])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputDataError, match="a record the input pipeline cannot read"):
+        train(copy, _config(tmp_path, 2), checkpoint_dir=tmp_path / "c")

@@ -35,6 +35,8 @@ from s2ac.registry.tracking import check_server, log_dataset, start_run
 LAST = "last.keras"
 STATE = "state.json"
 MONITOR = "val_gen_l1"
+#: TensorFlow's words for a record that does not parse (wrong size, missing band, damaged file).
+RECORD_ERRORS = ("Feature:", "Key: ", "corrupted record", "Name: <unknown>")
 
 
 @dataclass(frozen=True)
@@ -325,14 +327,18 @@ def train(
                 steps_per_epoch=steps, validation_data=validation,
                 callbacks=[guard, stopper, checkpoint, logger, *callbacks], verbose=2,
             )  # fmt: skip
-        except tf.errors.InvalidArgumentError as exc:
-            if NON_FINITE not in (exc.message or ""):
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as exc:
+            message = exc.message or ""
+            if NON_FINITE in message:
+                # TensorFlow's message: "assertion failed: [<NON_FINITE>] [<patch id>]"
+                found = re.search(r"\] \[([^\]]*)\]", message.split(NON_FINITE, 1)[1])
+                problem = f"{NON_FINITE} {found.group(1) if found else '?'!r}"
+            elif any(mark in message for mark in RECORD_ERRORS):  # a record off the schema
+                problem = f"a record the input pipeline cannot read: {message.splitlines()[0]}"
+            else:
                 raise
-            # TensorFlow's message: "assertion failed: [<NON_FINITE>] [<patch id>]"
-            found = re.search(r"\] \[([^\]]*)\]", exc.message.split(NON_FINITE, 1)[1])
-            patch = found.group(1) if found else "?"
             raise InputDataError(
-                f"{root} (train or val)", f"{NON_FINITE} {patch!r}",
+                f"{root} (train or val)", problem,
                 f"the data is broken: `s2ac data validate {root}`, then rebuild it",
             ) from None  # fmt: skip
         if guard.where:

@@ -75,11 +75,14 @@ def render(table: pd.DataFrame, ratios: pd.DataFrame, context: dict[str, Any]) -
         "",
     ]
     shown = table.copy()
+    for column in ("train_s", "epochs"):  # blank for the baselines, which are not trained
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     for split, rows in shown.groupby("split", sort=False):
         lines += [f"## {split}", "", rows.drop(columns="split").to_markdown(
             index=False, floatfmt=".4f"), ""]  # fmt: skip
     lines += ["## Each generator's RMSE as a multiple of the best non-oracle baseline's and of "
-              "the oracle's", "", ratios.to_markdown(index=False, floatfmt=".2f"), ""]  # fmt: skip
+              "the oracle's", "", ratios.to_markdown(
+              index=False, floatfmt=("", "", "", ".4f", "", ".2f", ".2f")), ""]  # fmt: skip
     return "\n".join(lines)
 
 

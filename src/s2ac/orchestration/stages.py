@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from s2ac.config import Config, dump_config, load_config, with_changes
+from s2ac.config import Config, dump_config, load_config, redact_secrets, with_changes
 from s2ac.console import log
 from s2ac.errors import InputDataError
 from s2ac.io.storage import read_bytes
@@ -253,9 +253,9 @@ def record_status(config: Config, pipeline: str, state: str, error: str = "") ->
     with start_run(registry, run_name=f"{pipeline}-{state.lower()}"):
         mlflow.set_tags({"pipeline": pipeline, "state": state})
         if error:
-            mlflow.log_text(error, "error.txt")
+            mlflow.log_text(redact_secrets(error), "error.txt")
     if state not in ("SUCCEEDED", "SKIPPED"):
-        log.error("pipeline %s ended %s: %s", pipeline, state, error)
+        log.error("pipeline %s ended %s: %s", pipeline, state, redact_secrets(error))
 
 
 def promoted(registration: Registration, moved: bool) -> Registration:

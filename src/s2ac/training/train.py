@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,14 @@ def _steps_per_epoch(manifest: dict[str, Any], batch_size: int) -> int:
     return n_train // batch_size
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (no copy of a large file), or a copy where the file system has none."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def _checkpoint_name(epoch: int) -> str:
     return f"last-{epoch:04d}.keras"
 
@@ -141,7 +150,8 @@ class Checkpoint(keras.callbacks.Callback):
             "history": self.history,
         }
         save_atomically(lambda path: path.write_text(json.dumps(state)), self.directory / STATE)
-        save_atomically(lambda path: os.link(self.directory / name, path), self.directory / LAST)
+        save_atomically(lambda path: _link_or_copy(self.directory / name, path),
+                        self.directory / LAST)  # fmt: skip
         for old in self.directory.glob("last-*.keras"):
             if old.name != name:
                 old.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Apply a trained generator to whole scenes: tiling, readers, writers."""

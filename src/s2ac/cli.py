@@ -431,6 +431,60 @@ def print_comparison(result: Evaluation) -> None:
         console.print(f"[bold]{split}[/]: {why}", highlight=False)
 
 
+@app.command("correct")
+@with_config()
+def correct_command(
+    input_uri: Annotated[
+        str, typer.Argument(metavar="INPUT", help="GeoTIFF/COG or L1C .SAFE folder/.zip; or gs://.")
+    ],
+    output: Annotated[str, typer.Option("--output", "-O", help="Output COG (.tif), or gs://.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="models:/ URI, MLflow model folder, checkpoint or .keras; "
+            "default models:/<registry.model_name>@champion.",
+        ),
+    ] = None,
+    units: Annotated[
+        str, typer.Option("--units", help="auto (detected), reflectance or dn.")
+    ] = "auto",
+    processing_baseline: Annotated[
+        str | None,
+        typer.Option("--processing-baseline", help="e.g. 04.00: DN carry the +1000 offset."),
+    ] = None,
+    sun_zenith: Annotated[float | None, typer.Option(help="Degrees (else metadata).")] = None,
+    view_zenith: Annotated[float | None, typer.Option(help="Degrees (else metadata).")] = None,
+    relative_azimuth: Annotated[float | None, typer.Option(help="Degrees, 0-180.")] = None,
+    satellite: Annotated[str | None, typer.Option(help="S2A or S2B (else metadata).")] = None,
+    elevation_km: Annotated[float | None, typer.Option(help="Ground height (default 0.5).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an output s2ac did not write.")
+    ] = False,
+    *,
+    cfg: Config,
+) -> None:
+    """Correct a whole scene (any size) into a Cloud-Optimized GeoTIFF of surface reflectance."""
+    from s2ac.orchestration import stages
+
+    if units not in ("auto", "reflectance", "dn"):
+        raise typer.BadParameter(f"{units!r}: use auto, reflectance or dn", param_hint="--units")
+    if satellite is not None and satellite.upper() not in ("S2A", "S2B"):
+        raise typer.BadParameter(f"{satellite!r}: use S2A or S2B", param_hint="--satellite")
+    geometry = {
+        "solar_zenith": sun_zenith, "view_zenith": view_zenith,
+        "relative_azimuth": relative_azimuth, "elevation_km": elevation_km,
+        "satellite": None if satellite is None else float(satellite.upper() == "S2B"),
+    }  # fmt: skip
+    result = stages.correct(
+        cfg, input_uri, output, model, units=units, geometry=geometry,
+        processing_baseline=processing_baseline, overwrite=overwrite,
+    )  # fmt: skip
+    typer.echo(f"wrote {result.output} ({result.width}x{result.height}, {result.tiles} tiles, "
+               f"{result.megapixels_per_second:.2f} Mpx/s) with {result.model_uri}")  # fmt: skip
+    typer.echo(f"item: {result.item}")
+
+
 @app.command("results")
 def results_command(
     evaluation: Annotated[

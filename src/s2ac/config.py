@@ -291,10 +291,11 @@ class PipelineConfig(_Section):
 
 
 class PredictConfig(_Section):
-    tile_size: int = Field(256, ge=32)
-    overlap: int = Field(32, ge=0)
+    """Scene correction (``s2ac correct``, the pyfunc, the correction pipeline). The tile is the
+    generator's input size; ``overlap`` px of it (at most half) are blended with the neighbours."""
+
+    overlap: int = Field(64, ge=0)
     batch_size: int = Field(8, ge=1)
-    cog: bool = True
 
 
 class Config(_Section):

@@ -169,6 +169,7 @@ def read_raster(
             band[np.isnan(stored) if np.isnan(value) else stored == value] = np.nan
     data[~np.isfinite(data)] = np.nan  # one mask (NaN) for downstream code, not three
     if units == "dn" or convert_dn:
+        data[data == 0] = np.nan  # DN 0 is the NO_DATA value of Sentinel-2 L1C and L2A products
         data = dn_to_reflectance(
             data, processing_baseline=processing_baseline, harmonized=harmonized
         )

@@ -25,6 +25,7 @@ from s2ac.errors import InputDataError
 from s2ac.io.storage import read_bytes
 
 if TYPE_CHECKING:
+    from s2ac.correction.correct import Correction
     from s2ac.data.earthengine.export import ExportReport
     from s2ac.data.validation import ValidationReport
     from s2ac.evaluation.evaluate import Evaluation
@@ -192,6 +193,28 @@ def promote(config: Config, run_id: str) -> bool:
     from s2ac.registry.versions import version_of_run
 
     return move_champion(version_of_run(run_id, config), config)
+
+
+# --- scenes ----------------------------------------------------------------------------------
+
+
+def correct(
+    config: Config, input_uri: str, output: str, model: str | None = None, *,
+    units: str = "auto", processing_baseline: str | None = None,
+    geometry: dict[str, float | None] | None = None, overwrite: bool = False,
+) -> Correction:  # fmt: skip
+    """Correct one scene with ``model`` (default: the registry's champion) into a COG + item."""
+    from s2ac.correction.correct import correct as correct_scene
+    from s2ac.correction.model import DEFAULT_MODEL
+
+    model = model or f"models:/{config.registry.model_name}@{config.registry.champion_alias}"
+    if model.startswith(("models:/", "runs:/")) or model == DEFAULT_MODEL:
+        from s2ac.registry.tracking import connect
+
+        connect(config.registry)
+    return correct_scene(input_uri, output, model=model, config=config.predict, units=units,  # type: ignore[arg-type]
+                         processing_baseline=processing_baseline, geometry=geometry,
+                         overwrite=overwrite)  # fmt: skip
 
 
 # --- tuning ----------------------------------------------------------------------------------

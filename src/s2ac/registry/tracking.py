@@ -72,11 +72,17 @@ def check_server(config: RegistryConfig) -> None:
     )
 
 
-def set_experiment(config: RegistryConfig) -> str:
-    """Point MLflow at the configured server and experiment (created if needed); its id."""
+def connect(config: RegistryConfig) -> str:
+    """Point MLflow at the configured server (checked first) for reads; the URI."""
     check_server(config)
     uri = tracking_uri(config)
     mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def set_experiment(config: RegistryConfig) -> str:
+    """Point MLflow at the configured server and experiment (created if needed); its id."""
+    uri = connect(config)
     experiment = mlflow.get_experiment_by_name(config.experiment)
     if experiment is not None:
         experiment_id = experiment.experiment_id

@@ -260,8 +260,7 @@ def _log_outputs(
     from s2ac.registry.pyfunc import log_generator
 
     mlflow.log_figure(loss_curves(history), "loss_curves.png")
-    prediction = np.asarray(model.generator(example, training=False))
-    return log_generator(folder / "generator.keras", example, prediction)
+    return log_generator(folder / "generator.keras", example)
 
 
 def train(

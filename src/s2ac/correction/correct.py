@@ -33,7 +33,7 @@ from s2ac.io import storage
 #: Geometry values the metadata may lack and a climatology may stand in for (the rest are needed).
 GEOMETRY_DEFAULTS = ("elevation_km", "ozone")
 #: Bounded GDAL block cache: the COG copy streams, it need not hold the scene.
-GDAL_CACHE_MB = 256
+GDAL_CACHE_MB = 64
 COG_OPTIONS = {"compress": "DEFLATE", "predictor": "YES", "blocksize": 512,
                "overviews": "AUTO", "bigtiff": "IF_SAFER"}  # fmt: skip
 

@@ -54,7 +54,7 @@ class LoadedGenerator:
         return predict
 
 
-def _registry_version(uri: str) -> tuple[str, str | None, str | None]:
+def registry_version(uri: str) -> tuple[str, str | None, str | None]:
     """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (pinned URI, version, run id)."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -92,7 +92,7 @@ def load_generator_model(model: str | Path) -> LoadedGenerator:
             raise InputDataError(text, "no generator here (.keras file, checkpoint folder or "
                                  "MLflow model)", "train first or pass a models:/ URI")  # fmt: skip
         return LoadedGenerator(keras.saving.load_model(path), str(path))
-    uri, version, run_id = _registry_version(text)
+    uri, version, run_id = registry_version(text)
     return LoadedGenerator(_pyfunc_generator(uri), uri, version, run_id)
 
 

@@ -217,6 +217,30 @@ def correct(
                          overwrite=overwrite)  # fmt: skip
 
 
+def pin_model(config: Config, model: str | None = None) -> tuple[str, str]:
+    """``model`` (default: the registry's champion) as a fixed ``models:/NAME/VERSION`` URI and
+    its version ("" for a model outside the registry): a batch run corrects with one version."""
+    from s2ac.correction.model import registry_version
+    from s2ac.registry.tracking import connect
+
+    model = model or f"models:/{config.registry.model_name}@{config.registry.champion_alias}"
+    if not model.startswith("models:/"):
+        return model, ""
+    connect(config.registry)
+    uri, version, _ = registry_version(model)
+    return uri, version or ""
+
+
+def correct_many(config: Config, source: str, out_prefix: str, model: str | None = None,
+                 *, overwrite: bool = False) -> list[Correction]:  # fmt: skip
+    """Every scene of ``source`` (prefix or list) into ``out_prefix``, with one pinned model."""
+    from s2ac.correction.batch import find_scenes, output_for
+
+    uri, _ = pin_model(config, model)
+    return [correct(config, scene, output_for(scene, out_prefix), uri, overwrite=overwrite)
+            for scene in find_scenes(source)]  # fmt: skip
+
+
 # --- tuning ----------------------------------------------------------------------------------
 
 

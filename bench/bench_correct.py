@@ -38,9 +38,11 @@ def write_scene(path: Path, size: int) -> None:
     from rasterio.transform import from_origin
 
     rng = np.random.default_rng(0)
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": 4, "dtype": "float32",
-               "crs": "EPSG:32632", "transform": from_origin(600000, 5100000, 10, 10),
-               "tiled": True, "blockxsize": 512, "blockysize": 512, "bigtiff": "IF_SAFER"}  # fmt: skip
+    profile = {
+        "driver": "GTiff", "width": size, "height": size, "count": 4, "dtype": "float32",
+        "crs": "EPSG:32632", "transform": from_origin(600000, 5100000, 10, 10),
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "bigtiff": "IF_SAFER",
+    }  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
         for top in range(0, size, 512):
             rows = min(512, size - top)
@@ -81,8 +83,10 @@ def run(model: Path, scene: Path, overlap: int, folder: Path) -> dict[str, float
 def machine() -> dict[str, object]:
     import tensorflow as tf
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent, check=False).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        cwd=Path(__file__).parent, check=False,
+    ).stdout.strip()  # fmt: skip
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
                 .splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),

@@ -204,6 +204,9 @@ def correct(
 
     config = config or PredictConfig()
     input_uri, output = str(input_uri), str(output)
+    if storage.is_gcs(input_uri) and input_uri.rstrip("/").upper().endswith(".SAFE"):
+        raise InputDataError(input_uri, "a .SAFE folder on gs:// cannot be read in place",
+                             "pass its .zip, or copy the folder here first")  # fmt: skip
     _check_output(output, overwrite)
     start = time.monotonic()
     with local_input(input_uri) as local:

@@ -64,7 +64,8 @@ def test_the_logged_model_carries_its_code_and_names_only_published_packages(cha
     assert tuple(schema[0]["tensor-spec"]["shape"]) == (-1, -1, -1, 4)
 
 
-def test_validate_serving_input_accepts_any_size_and_float64(champion):
+def test_validate_serving_input_accepts_any_size_and_float64_json(champion):
+    """A JSON request is parsed into the declared float32, whatever precision it was written in."""
     uri, network = champion
     toa = scene(80, 100, seed=1)
     payload = convert_input_example_to_serving_input(toa.astype(np.float64))

@@ -143,7 +143,7 @@ def _candidate(dataset: Path, kind: str | float, config: Config, out: Path) -> t
     model.save(out / "generator.keras")
     example = np.zeros((1, SIZE, SIZE, 4), dtype="float32") + 0.1
     with start_run(config.registry, run_name=f"candidate-{kind}") as run:
-        log_generator(out / "generator.keras", example, model.predict(example, verbose=0))
+        log_generator(out / "generator.keras", example)
     evaluation = out / "evaluation"
     evaluate(dataset, out / "generator.keras", config.evaluate, evaluation)
     return run.info.run_id, evaluation

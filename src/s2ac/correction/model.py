@@ -18,6 +18,8 @@ from s2ac.errors import InputDataError
 
 #: The model ``s2ac correct`` uses unless told otherwise.
 DEFAULT_MODEL = "models:/s2ac-pix2pix@champion"
+#: Tile for networks that take any size (the generators take their training patch, 256 px).
+DEFAULT_TILE = 256
 
 
 @dataclass
@@ -31,9 +33,10 @@ class LoadedGenerator:
 
     @property
     def tile(self) -> int:
-        """The patch size the network takes (its input is fixed)."""
+        """The patch size the network takes; :data:`DEFAULT_TILE` for a fully convolutional one
+        without a fixed size."""
         shape = self.network.input["toa"].shape if self.needs_geometry else self.network.input.shape
-        return int(shape[1])
+        return int(shape[1]) if shape[1] is not None else DEFAULT_TILE
 
     @property
     def needs_geometry(self) -> bool:

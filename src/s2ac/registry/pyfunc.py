@@ -9,8 +9,10 @@ Inputs of the generator's patch size go through it in batches; any other size is
 blended overlaps by :func:`s2ac.correction.tiles.blend_array`, the same code as ``s2ac correct``
 (``params={"overlap": px}``). The physics-informed generator also needs the acquisition
 geometry: its input is ``{"toa": (N, H, W, 4), "geometry": (N, 6)}`` (see
-:data:`s2ac.physics.tf_lut.GEOMETRY`), and its signature says so. The signature accepts float32
-and float64 and leaves N, H and W free.
+:data:`s2ac.physics.tf_lut.GEOMETRY`), and its signature says so. The signature leaves N, H and
+W free. Its dtype is float32: MLflow enforces tensor dtypes exactly, so in-process NumPy input must
+be float32 (``.astype("float32")``); JSON requests (``mlflow models serve``) are parsed into the
+declared dtype, so any numbers work there.
 
 Why pyfunc rather than the keras flavour: it loads without s2ac's training code, serves with
 ``mlflow models serve``, and (in MLflow 3.17) the keras flavour fails to save an input example.
@@ -90,13 +92,13 @@ def pip_requirements() -> list[str]:
 
 
 def signature(needs_geometry: bool) -> Any:
-    """Variable batch and spatial size, 4 bands; float64 so float32 and float64 both pass."""
+    """Variable batch and spatial size, 4 bands, float32 (the network's dtype)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
-    toa = TensorSpec(np.dtype(np.float64), (-1, -1, -1, 4), "toa")
-    inputs = [toa, TensorSpec(np.dtype(np.float64), (-1, 6), "geometry")] if needs_geometry \
-        else [TensorSpec(np.dtype(np.float64), (-1, -1, -1, 4))]  # fmt: skip
+    toa = TensorSpec(np.dtype(np.float32), (-1, -1, -1, 4), "toa")
+    inputs = [toa, TensorSpec(np.dtype(np.float32), (-1, 6), "geometry")] if needs_geometry \
+        else [TensorSpec(np.dtype(np.float32), (-1, -1, -1, 4))]  # fmt: skip
     outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, 4))])
     params = ParamSchema([ParamSpec("overlap", "long", DEFAULT_OVERLAP)])
     return ModelSignature(Schema(inputs), outputs, params)
@@ -107,8 +109,8 @@ def log_generator(generator_file: str | Path, example: Any) -> Any:
     import s2ac
 
     needs_geometry = isinstance(example, dict)
-    cast = {k: np.asarray(v, np.float64) for k, v in example.items()} if needs_geometry \
-        else np.asarray(example, np.float64)  # fmt: skip
+    cast = {k: np.asarray(v, np.float32) for k, v in example.items()} if needs_geometry \
+        else np.asarray(example, np.float32)  # fmt: skip
     return mlflow.pyfunc.log_model(
         name="generator",
         python_model=GeneratorModel(),

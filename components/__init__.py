@@ -14,7 +14,7 @@ from typing import Any
 
 from kfp import dsl
 
-from components import evaluate, export, register, status, synth, train, tune, validate
+from components import correct, evaluate, export, register, status, synth, train, tune, validate
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class Components:
     register: Any
     promote: Any
     record_status: Any
+    pin_model: Any
+    find_scenes: Any
+    correct_scene: Any
 
 
 def build(image: str) -> Components:
@@ -50,4 +53,7 @@ def build(image: str) -> Components:
         register=make(register.register),
         promote=make(register.promote),
         record_status=make(status.record_status),
+        pin_model=make(correct.pin_model),
+        find_scenes=make(correct.find_scenes),
+        correct_scene=make(correct.correct_scene),
     )

@@ -3,7 +3,10 @@
 ``training``: synth or Earth Engine export → validate → train (GPU) → evaluate → gate →
 ``dsl.If(passed)`` promote, inside an exit handler that records how the run ended.
 ``tuning``: data → validate → open the Optuna study → ``ParallelFor`` workers sharing it → train the
-best → evaluate → gate → promote. Both are built for an image by :func:`build`.
+best → evaluate → gate → promote.
+``correction``: pin the model (default: the champion) to one version → list the scenes under a
+``gs://`` prefix (or a list) → ``ParallelFor`` correct each into a COG plus a JSON item (GPU).
+Each is built for an image by :func:`build`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from components import build as build_components
+from pipelines.correction import correction_pipeline
 from pipelines.training import training_pipeline
 from pipelines.tuning import tuning_pipeline
 from s2ac.config import PipelineConfig
@@ -19,6 +23,7 @@ from s2ac.config import PipelineConfig
 PIPELINES: dict[str, Callable[[Any, PipelineConfig], Any]] = {
     "training": training_pipeline,
     "tuning": tuning_pipeline,
+    "correction": correction_pipeline,
 }
 
 

@@ -1,5 +1,5 @@
-"""Task settings shared by both pipelines: GPU and resources for training, retries for I/O,
-the MLflow login of the tasks that talk to the tracking server."""
+"""Task settings shared by the pipelines: GPU and resources for training and scene correction,
+retries for I/O, the MLflow login of the tasks that talk to the tracking server."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ MLFLOW_LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 def on_gpu(task: Any, config: PipelineConfig) -> Any:
-    """Training: the accelerator, CPU and memory from ``pipeline.*`` (ignored by kfp.local)."""
+    """Training and scene correction: the accelerator, CPU and memory from ``pipeline.*``
+    (ignored by kfp.local)."""
     task.set_cpu_request(config.train_cpu).set_cpu_limit(config.train_cpu)
     task.set_memory_request(config.train_memory).set_memory_limit(config.train_memory)
     if config.gpu_count:
@@ -35,7 +36,9 @@ def small(task: Any) -> Any:
 
 
 def uncached(task: Any) -> Any:
-    """Tasks with side effects (registry, shared study, status) must run every time."""
+    """Tasks with side effects (registry, shared study, status, COGs outside the pipeline root)
+    or inputs that change behind equal parameters (the champion, a prefix's scenes) must run
+    every time."""
     return task.set_caching_options(enable_caching=False)
 
 

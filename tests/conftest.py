@@ -144,7 +144,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]  # fmt: skip
     log_path = root / "server.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
+        # MLflow 3's server starts job-runner processes that load all of MLflow and compete
+        # with the tests for the 2 cores; nothing here uses server-side jobs.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=root,
+                                   env=env)  # fmt: skip
     try:
         deadline = time.monotonic() + _MLFLOW_START_TIMEOUT_S
         while not _http_ok(f"{uri}/health"):

@@ -651,7 +651,8 @@ def pipeline_compile(
     *,
     cfg: Config,
 ) -> None:
-    """Compile the training and tuning pipelines to YAML (checked in; a test compares them)."""
+    """Compile the training, tuning and correction pipelines to YAML (checked in; a test
+    compares them)."""
     from s2ac.orchestration.kubeflow import COMPILED_DIR, compile_pipelines
 
     cfg = cfg if image is None else with_changes(cfg, {"pipeline.image": image})
@@ -675,6 +676,13 @@ ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", "-P", help="Pipeline parameter NAME=VALUE (YAML value; repeatable)."),
 ]
+PipelineOpt = Annotated[
+    str,
+    typer.Option(
+        "--pipeline",
+        help="training, tuning or correction (correction: -P source=gs://... -P out_prefix=...).",
+    ),
+]
 
 
 @pipeline_app.command("run-local")
@@ -684,10 +692,12 @@ def pipeline_run_local(
         "out/kfp-local"
     ),
     param: ParamOpt = None,
+    name: PipelineOpt = "training",
     *,
     cfg: Config,
 ) -> None:
-    """Run the training pipeline end to end here with kfp.local (each task a subprocess).
+    """Run a pipeline (default: training) end to end here with kfp.local (each task a
+    subprocess).
 
     The tasks get this command's profile and overrides, plus the MLflow tracking URI resolved
     here, as the pipeline's ``profile`` and ``overrides``."""
@@ -701,7 +711,7 @@ def pipeline_run_local(
         "profile": cfg.profile,
         "overrides": [*overrides_from(cfg), f"registry.tracking_uri={uri}"],
     }
-    run_with_kfp_local(cfg, workdir, arguments | _parameters(param))
+    run_with_kfp_local(cfg, workdir, arguments | _parameters(param), name)
     artifacts = sqlite_artifact_root(uri)
     where = f"{uri} (artifacts {artifacts})" if artifacts else uri
     console.print(f"pipeline finished; outputs in {workdir}/pipeline-root; MLflow: {where}")
@@ -714,7 +724,7 @@ def pipeline_submit(
         str, typer.Option("--host", help="KFP API endpoint, e.g. https://kfp.example.")
     ],
     experiment: Annotated[str | None, typer.Option("--experiment", help="KFP experiment.")] = None,
-    name: Annotated[str, typer.Option("--pipeline", help="training or tuning.")] = "training",
+    name: PipelineOpt = "training",
     package: Annotated[
         Path | None,
         typer.Option("--package", help="Compiled spec to submit (default: the checked-in one)."),

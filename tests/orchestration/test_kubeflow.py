@@ -1,6 +1,8 @@
 """KFP: the compiled specs are the checked-in ones and say what they must (GPU, resources,
-retries, caching, the gate condition, no credentials); the training pipeline runs end to end with
-kfp.local; submit speaks the KFP REST API (checked against a recording stand-in)."""
+retries, caching, the gate condition, the correction's pinned model and fan-out, no credentials);
+the training pipeline runs end to end with kfp.local (the correction pipeline in
+test_correction_pipeline.py); submit speaks the KFP REST API (checked against a recording
+stand-in)."""
 
 from __future__ import annotations
 
@@ -164,14 +166,53 @@ def test_tuning_spec_fans_out_workers_on_one_study(compiled):
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"profile", "overrides"}
 
 
+def test_correction_spec_pins_the_model_once_then_fans_out_over_the_scenes(compiled):
+    from pipelines.correction import SCENES_AT_ONCE  # the checkout is on sys.path once compiled
+
+    spec = _spec(compiled["correction"])
+    root = spec["root"]["dag"]["tasks"]
+    # pin-model and find-scenes run once; the sub-pipeline gets the pinned URI and the scenes
+    assert set(root) == {"pin-model", "find-scenes", "correct-scenes"}
+    each = root["correct-scenes"]["inputs"]["parameters"]
+    assert each["model_uri"]["taskOutputParameter"] == {
+        "outputParameterKey": "model_uri", "producerTask": "pin-model",
+    }  # fmt: skip
+    assert each["scenes"]["taskOutputParameter"] == {
+        "outputParameterKey": "Output", "producerTask": "find-scenes",
+    }  # fmt: skip
+    inner = spec["components"]["comp-correct-scenes"]["dag"]["tasks"]
+    [loop] = inner.values()
+    assert loop["iteratorPolicy"]["parallelismLimit"] == SCENES_AT_ONCE
+    items = loop["parameterIterator"]["items"]["inputParameter"]
+    assert loop["inputs"]["parameters"][items] == {"componentInputParameter": "scenes"}
+    # only correct-scene fans out, and every iteration gets the one pinned URI
+    body = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(body) == {"correct-scene"}
+    channel = body["correct-scene"]["inputs"]["parameters"]["model_uri"]["componentInputParameter"]
+    assert loop["inputs"]["parameters"][channel] == {"componentInputParameter": "model_uri"}
+    tasks = _tasks(spec)
+    for name in ("pin-model", "find-scenes", "correct-scene"):
+        assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3, name
+        assert not tasks[name]["cachingOptions"].get("enableCache"), name
+    resources = spec["deploymentSpec"]["executors"]["exec-correct-scene"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(parameters) == {"source", "out_prefix", "model", "profile", "overrides"}
+    assert {n for n, p in parameters.items() if not p.get("isOptional")} == {"source", "out_prefix"}
+
+
 # Tasks that log to MLflow or use its registry (the server requires a login), and the tasks that
 # open the Optuna study (the only pipeline pods Postgres' NetworkPolicy admits).
 MLFLOW_TASKS = {
     "training": {"train", "evaluate", "register", "promote", "record-status"},
     "tuning": {"open-study", "tune-worker", "best-overrides", "train", "evaluate", "register",
                "promote"},
+    "correction": {"pin-model", "correct-scene"},
 }  # fmt: skip
-DATABASE_TASKS = {"training": set(), "tuning": {"open-study", "tune-worker", "best-overrides"}}
+DATABASE_TASKS = {
+    "training": set(), "tuning": {"open-study", "tune-worker", "best-overrides"},
+    "correction": set(),
+}  # fmt: skip
 MLFLOW_LOGIN = ("s2ac-mlflow", {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"})
 OPTUNA_PASSWORD = ("s2ac-optuna", {"PGPASSWORD"})
 
@@ -275,6 +316,31 @@ def test_submit_sends_the_checked_in_spec_once_then_new_versions(tmp_path):
         == versions[1]["pipeline_version_id"]
     )
     assert run_tuning["experiment_id"] == experiment["experiment_id"]
+
+
+def test_submit_the_correction_pipeline_with_its_scenes_and_output_prefix(tmp_path):
+    api = FakeKfpApi()
+    server, url = start(api)
+    try:
+        missing = _submit(url, "t", "--pipeline", "correction", "-P", "source=gs://b/scenes/")
+        refused = list(api.requests)
+        result = _submit(url, "t", "--pipeline", "correction", "-o", "predict.overlap=32",
+                         "-P", "source=gs://b/scenes/", "-P", "out_prefix=gs://b/sr")  # fmt: skip
+    finally:
+        server.shutdown()
+    assert missing.returncode == 2 and not refused  # checked before any request
+    assert "missing pipeline parameter 'out_prefix'" in " ".join(missing.stderr.split())
+    assert result.returncode == 0, result.stderr[-3000:]
+    [pipeline] = api.pipelines.values()
+    assert pipeline["display_name"] == "s2ac-correction"
+    [upload] = [r for r in api.requests if r.path.startswith("/apis/v2beta1/pipelines/upload")]
+    assert (COMPILED_DIR / "correction.yaml").read_bytes() in upload.body
+    [run] = api.runs
+    assert run["display_name"].startswith("s2ac-correction-")
+    assert run["runtime_config"]["parameters"] == {
+        "profile": "small", "overrides": ["predict.overlap=32"],
+        "source": "gs://b/scenes/", "out_prefix": "gs://b/sr",
+    }  # fmt: skip
 
 
 def test_submit_refuses_unknown_parameters_before_any_request(tmp_path):

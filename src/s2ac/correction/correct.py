@@ -2,10 +2,10 @@
 
 The scene is read a strip of tiles at a time (:mod:`s2ac.correction.tiles`), corrected with
 blended overlaps, and written strip by strip into a hidden tiled GeoTIFF, which GDAL then copies
-into a COG. Only then does the COG take its name (a rename, or an upload for ``gs://``), followed
-by a JSON item beside it (footprint, datetime, model version). A failure anywhere leaves neither:
-readers never see half a scene. The item also marks the COG as s2ac's, so a rerun may replace
-it while a file someone else wrote needs ``--overwrite``.
+into a COG. Only then are the JSON item (footprint, datetime, model version) and the COG written
+beside each other (an atomic write and a rename, or uploads for ``gs://``): readers never see half
+a scene. The item marks the name as s2ac's, so a rerun (or a retry after a crash between the two
+writes) may replace the COG, while a file someone else wrote needs ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -226,11 +226,13 @@ def correct(
                 rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):  # fmt: skip
             cog, tiles = _write_cog(scene, generator, folder, input_uri, config, vector)
             item = json.dumps(_item(scene, output, generator, input_uri), indent=2)
+            # The item first: it claims the name for s2ac, so a retry after a crash between the
+            # two writes may replace the COG (an item without its COG is an unfinished run).
+            storage.write_bytes(item_path(output), item.encode())
             if parent:
                 os.replace(cog, output)
             else:
                 storage.upload(cog, output)
-            storage.write_bytes(item_path(output), item.encode())
     seconds = time.monotonic() - start
     result = Correction(output, item_path(output), generator.uri, generator.version,
                         generator.run_id, scene.height, scene.width, tiles, seconds)  # fmt: skip

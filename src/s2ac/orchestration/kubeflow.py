@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from s2ac.errors import S2ACError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 COMPILED_DIR = REPO_ROOT / "pipelines" / "compiled"
-NAMES = ("training", "tuning")
+NAMES = ("training", "tuning", "correction")
 TOKEN_ENV = "KFP_TOKEN"  # bearer token for the KFP API; read from the environment, never printed
 
 
@@ -44,32 +45,53 @@ def components(config: PipelineConfig) -> Any:
 
 
 def build(name: str, config: PipelineConfig) -> Any:
-    """The pipeline function ``name`` (training or tuning) for ``config``'s image and resources."""
+    """The pipeline function ``name`` (one of :data:`NAMES`) for ``config``'s image and
+    resources."""
     return _pipelines().build(name, config)
 
 
-def spec_inputs(package: Path) -> dict[str, str]:
-    """The root parameters of a compiled spec and their types (STRING, LIST, NUMBER_DOUBLE ...)."""
+def _root_parameters(package: Path) -> dict[str, dict[str, Any]]:
     import yaml
 
     try:
         spec = next(iter(yaml.safe_load_all(package.read_text())))
-        parameters = spec["root"]["inputDefinitions"]["parameters"]
+        return dict(spec["root"]["inputDefinitions"]["parameters"])
     except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError) as exc:
         raise S2ACError(f"{package}: not a compiled KFP pipeline spec ({exc})") from None
-    return {name: str(p.get("parameterType", "")) for name, p in parameters.items()}
 
 
-def coerce_arguments(inputs: dict[str, str], arguments: dict[str, Any]) -> dict[str, Any]:
-    """Check names against the pipeline's parameters and make ``1`` a float where one is
-    declared (YAML reads ``-P x=1`` as an integer, which KFP rejects)."""
+def spec_inputs(package: Path) -> dict[str, str]:
+    """The root parameters of a compiled spec and their types (STRING, LIST, NUMBER_DOUBLE ...)."""
+    return {name: str(p.get("parameterType", "")) for name, p in _root_parameters(package).items()}
+
+
+def spec_required(package: Path) -> set[str]:
+    """The root parameters of a compiled spec that have no default."""
+    return {name for name, p in _root_parameters(package).items() if not p.get("isOptional")}
+
+
+def coerce_arguments(
+    inputs: dict[str, str], arguments: dict[str, Any], required: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Check names against the pipeline's parameters (every ``required`` one given) and make
+    ``1`` a float where one is declared (YAML reads ``-P x=1`` as an integer, which KFP
+    rejects)."""
     coerced = {}
     for key, value in arguments.items():
         if key not in inputs:
             raise S2ACError(f"unknown pipeline parameter {key!r}: choose from {', '.join(inputs)}")
         double = inputs[key] in ("NUMBER_DOUBLE", "Float")
         coerced[key] = float(value) if double and isinstance(value, int) else value
+    missing = sorted(set(required) - set(arguments))
+    if missing:
+        names = ", ".join(repr(key) for key in missing)
+        raise S2ACError(f"missing pipeline parameter {names}: pass -P NAME=VALUE for each")
     return coerced
+
+
+def _check_name(name: str) -> None:
+    if name not in NAMES:
+        raise S2ACError(f"unknown pipeline {name!r}: choose from {', '.join(NAMES)}")
 
 
 def compile_pipelines(config: PipelineConfig, out_dir: Path = COMPILED_DIR) -> list[Path]:
@@ -87,22 +109,27 @@ def compile_pipelines(config: PipelineConfig, out_dir: Path = COMPILED_DIR) -> l
     return written
 
 
-def run_with_kfp_local(config: Config, workdir: Path, arguments: dict[str, Any]) -> Any:
-    """Run the training pipeline in this environment with kfp.local (no cluster, no containers).
+def run_with_kfp_local(
+    config: Config, workdir: Path, arguments: dict[str, Any], name: str = "training"
+) -> Any:
+    """Run the pipeline ``name`` in this environment with kfp.local (no cluster, no containers).
 
     Every task runs as a subprocess with this Python; resources and GPU requests are ignored."""
     from kfp import local
 
+    _check_name(name)
     workdir.mkdir(parents=True, exist_ok=True)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(workdir / "pipeline-root"),
         raise_on_error=True,
     )
-    pipeline = build("training", config.pipeline)
-    inputs = {name: str(spec.type) for name, spec in (pipeline.component_spec.inputs or {}).items()}
+    pipeline = build(name, config.pipeline)
+    specs = pipeline.component_spec.inputs or {}
+    inputs = {key: str(spec.type) for key, spec in specs.items()}
+    required = {key for key, spec in specs.items() if not spec.optional}
     try:
-        return pipeline(**coerce_arguments(inputs, arguments))
+        return pipeline(**coerce_arguments(inputs, arguments, required))
     except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
         message = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # drop kfp's terminal colours
         raise S2ACError(f"{message} (task logs above; outputs in {workdir})") from None
@@ -120,12 +147,11 @@ def submit(
     ``name``) on the KFP API at ``host``: the pipeline ``s2ac-<name>`` is created on the first
     submit and gets a new version on every later one (KFP refuses duplicate pipeline names).
     Names, parameters and the host are checked before any request."""
-    if name not in NAMES:
-        raise S2ACError(f"unknown pipeline {name!r}: choose from {', '.join(NAMES)}")
+    _check_name(name)
     package = package or COMPILED_DIR / f"{name}.yaml"
     if not package.is_file():
         raise S2ACError(f"{package}: no compiled pipeline; run `s2ac pipeline compile` first")
-    arguments = coerce_arguments(spec_inputs(package), arguments)
+    arguments = coerce_arguments(spec_inputs(package), arguments, spec_required(package))
     token = os.environ.get(TOKEN_ENV)
     check_host(host, bool(token), insecure)
     try:

@@ -163,11 +163,11 @@ def _write_cog(
 
     tile, overlap = model.tile, config.overlap
     rows, cols = tile_origins(scene.height, scene.width, tile, overlap)
-    strips = os.path.join(folder, "strips.tif")
+    strips = os.path.join(folder, "strips.tif")  # uncompressed: compressed once, into the COG
     profile = {"driver": "GTiff", "width": scene.width, "height": scene.height, "count": 4,
                "dtype": "float32", "crs": scene.crs, "transform": scene.transform,
                "nodata": float("nan"), "tiled": True, "blockxsize": 256, "blockysize": 256,
-               "compress": "DEFLATE", "predictor": 3, "bigtiff": "IF_SAFER"}  # fmt: skip
+               "bigtiff": "IF_SAFER"}  # fmt: skip
     with rasterio.open(strips, "w", **profile) as dst:
 
         def write(start: int, block: np.ndarray) -> None:

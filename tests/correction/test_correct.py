@@ -175,3 +175,19 @@ def test_bad_input_is_a_clear_error_and_leaves_no_output(workdir, crops, unet, c
         correct(str(path), str(out_dir / "sr.tif"), model=str(unet), config=CONFIG)
     assert path.name in str(error.value)
     assert leftovers(out_dir) == []
+
+
+def test_a_model_that_does_not_load_is_a_clear_error(workdir, crops, tmp_path):
+    import mlflow.pyfunc
+
+    from s2ac.registry.pyfunc import GENERATOR_ARTIFACT, GeneratorModel
+
+    junk = tmp_path / "generator.keras"
+    junk.write_bytes(b"not a keras file")
+    mlflow.pyfunc.save_model(tmp_path / "model", python_model=GeneratorModel(),
+                             artifacts={GENERATOR_ARTIFACT: str(junk)})  # fmt: skip
+    product = write_safe(workdir / "safe3", bands=crops, processing_baseline="02.09")
+    out = tmp_path / "out" / "sr.tif"
+    with pytest.raises(InputDataError, match="cannot load the model"):
+        correct(str(product), str(out), model=str(tmp_path / "model"), config=CONFIG)
+    assert not out.parent.exists() or leftovers(out.parent) == []

@@ -101,5 +101,12 @@ def load_generator_model(model: str | Path) -> LoadedGenerator:
 
 def _pyfunc_generator(uri: str) -> Any:
     import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
 
-    return mlflow.pyfunc.load_model(uri).unwrap_python_model().generator
+    try:
+        return mlflow.pyfunc.load_model(uri).unwrap_python_model().generator
+    except (MlflowException, TypeError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:300]
+        raise InputDataError(uri, f"cannot load the model: {reason}",
+                             "a model saved by an older s2ac may need retraining; or pass "
+                             "another --model") from exc  # fmt: skip

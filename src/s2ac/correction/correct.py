@@ -25,7 +25,7 @@ from s2ac.bands import BAND_NAMES
 from s2ac.config import PredictConfig
 from s2ac.console import log, track
 from s2ac.correction.model import DEFAULT_MODEL, LoadedGenerator, load_generator_model
-from s2ac.correction.scene import Scene, Units, local_input, open_scene
+from s2ac.correction.scene import Scene, Units, open_scene
 from s2ac.correction.tiles import blend_rows, tile_origins
 from s2ac.errors import InputDataError
 from s2ac.io import storage
@@ -209,7 +209,7 @@ def correct(
                              "pass its .zip, or copy the folder here first")  # fmt: skip
     _check_output(output, overwrite)
     start = time.monotonic()
-    with local_input(input_uri) as local:
+    with storage.localize(input_uri) as local:  # gs:// is downloaded
         scene = open_scene(local, units=units, processing_baseline=processing_baseline)
         scene.path = input_uri  # errors and tags name what the user passed
         generator = load_generator_model(model)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -171,12 +171,3 @@ def open_scene(
     if text.lower().endswith(".zip") or text.rstrip("/").upper().endswith(".SAFE"):
         safe.open_safe(text)  # raises the precise reason it is no L1C product
     return open_geotiff(text, units=units, processing_baseline=processing_baseline)
-
-
-@contextlib.contextmanager
-def local_input(uri: str) -> Iterator[str]:
-    """A local path for a GeoTIFF or zipped SAFE on ``gs://`` (downloaded), else ``uri``."""
-    from s2ac.io.storage import localize
-
-    with localize(uri) as local:
-        yield local

@@ -87,11 +87,6 @@ def _predict_tiles(predict: Predict, tiles: np.ndarray, batch_size: int) -> np.n
     return out
 
 
-def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
-    rows, cols = tile_origins(height, width, tile, overlap)
-    return len(rows) * len(cols)
-
-
 def blend_rows(
     read: ReadRows,
     write: WriteRows,

@@ -231,16 +231,6 @@ def pin_model(config: Config, model: str | None = None) -> tuple[str, str]:
     return uri, version or ""
 
 
-def correct_many(config: Config, source: str, out_prefix: str, model: str | None = None,
-                 *, overwrite: bool = False) -> list[Correction]:  # fmt: skip
-    """Every scene of ``source`` (prefix or list) into ``out_prefix``, with one pinned model."""
-    from s2ac.correction.batch import find_scenes, output_for
-
-    uri, _ = pin_model(config, model)
-    return [correct(config, scene, output_for(scene, out_prefix), uri, overwrite=overwrite)
-            for scene in find_scenes(source)]  # fmt: skip
-
-
 # --- tuning ----------------------------------------------------------------------------------
 
 

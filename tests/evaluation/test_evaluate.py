@@ -88,8 +88,9 @@ def test_baselines_are_ordered_on_test_and_ood(evaluation):
     # The linear map, fitted on train, is within the training distribution better than 6S at
     # its fixed climatology overall (not in every band: repainted soils and roofs bend it)...
     assert test.loc["rmse", "linear"] < test.loc["rmse", "6s"]
-    # ...and off it, the ood atmospheres hurt every non-oracle baseline.
-    assert ood.loc["rmse", "linear"] > 2 * test.loc["rmse", "linear"]
+    # ...and off it, the ood atmospheres hurt every non-oracle baseline (1.4x here, 2.4x on the
+    # demo data; before the training ground was de-hazed the linear map lost more: 3.3x there).
+    assert ood.loc["rmse", "linear"] > 1.3 * test.loc["rmse", "linear"]
     # (6S's fixed climatology already misses the varying air on test: a smaller factor; on the
     # default dataset it is 3.6)
     assert ood.loc["rmse", "6s"] > 1.3 * test.loc["rmse", "6s"]

@@ -173,3 +173,21 @@ def _no_mlflow_experiment_from_earlier_tests() -> Iterator[None]:
     yield
     for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         os.environ.pop(key, None)
+
+
+# ==============================================================================================
+# The tiny embedded dataset the training, tuning and comparison tests train on
+# ==============================================================================================
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 patches of the small profile (5 train, 1 val, 2 test, 2 ood), synthesized once per
+    session: the tests that use it only read it (those that alter records copy it first)."""
+    from s2ac.config import load_config
+    from s2ac.data.synthetic import synthesize
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    config = load_config("small", overrides=["data.n_patches=8", "data.split_buffer_px=32"])
+    synthesize(out, config.data)
+    return out

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from s2ac.config import load_config
-from s2ac.data.synthetic import synthesize
 from s2ac.orchestration.compare import _ratios, compare_generators
 
 
@@ -38,15 +37,12 @@ def test_unknown_generator_is_refused(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_both_generators_are_trained_scored_and_tabled(tmp_path: Path):
-    data = tmp_path / "data"
-    synthesize(data, load_config("small", overrides=["data.n_patches=8",
-                                                     "data.split_buffer_px=32"]).data)  # fmt: skip
+def test_both_generators_are_trained_scored_and_tabled(tiny_dataset: Path, tmp_path: Path):
     config = load_config("small", overrides=[
         "train.epochs=1", "train.generator_filters=4", "train.discriminator_filters=4",
         "evaluate.figures=false", f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
     ])  # fmt: skip
-    result = compare_generators(config, str(data), str(data), tmp_path / "cmp")
+    result = compare_generators(config, str(tiny_dataset), str(tiny_dataset), tmp_path / "cmp")
     table = result.table.set_index(["split", "method"])
     for split in ("test", "ood"):
         assert {"unet", "physics", "identity", "dos", "6s", "linear", "oracle"} <= set(

@@ -10,22 +10,25 @@ import numpy as np
 import pytest
 
 from s2ac.config import load_config
-from s2ac.data.synthetic import synthesize
 from s2ac.errors import InputDataError
-from s2ac.training.train import LAST, train
+from s2ac.training.train import LAST, TrainResult, train
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("train") / "data"
-    config = load_config("small", overrides=["data.n_patches=8", "data.split_buffer_px=32"])
-    synthesize(out, config.data)
-    return out
+def dataset(tiny_dataset: Path) -> Path:
+    return tiny_dataset
 
 
-def _config(tmp_path: Path, epochs: int):
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory) -> str:
+    """One MLflow database for the module (a new SQLite store costs its schema migrations): the
+    tests find their runs by id, never by searching."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+
+
+def _config(tracking: str, epochs: int):
     return load_config(
         "small",
         overrides=[
@@ -34,9 +37,17 @@ def _config(tmp_path: Path, epochs: int):
             "train.discriminator_filters=4",
             "train.early_stopping_patience=10",
             "train.figure_every=2",
-            f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            f"registry.tracking_uri={tracking}",
         ],
     )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset: Path, tracking: str, tmp_path_factory) -> tuple[Path, TrainResult]:
+    """One 3-epoch run to its end, made once: the MLflow test reads its run, and every killed run
+    must resume to its weights."""
+    folder = tmp_path_factory.mktemp("uninterrupted") / "full"
+    return folder, train(dataset, _config(tracking, 3), checkpoint_dir=folder)
 
 
 class SimulatedKill(RuntimeError):
@@ -48,12 +59,15 @@ def _weights(folder: Path) -> list[np.ndarray]:
     return [np.asarray(v) for v in model.generator.weights + model.g_optimizer.variables]
 
 
-def test_train_logs_to_mlflow_and_resumes_exactly(dataset: Path, tmp_path: Path, monkeypatch):
-    full = train(dataset, _config(tmp_path, 3), checkpoint_dir=tmp_path / "full")
+def test_train_logs_to_mlflow_and_resumes_exactly(
+    dataset: Path, tracking: str, tmp_path: Path, monkeypatch, uninterrupted
+):
+    full_dir, full = uninterrupted  # the 3-epoch run the kill tests also resume to
     assert full.epochs_completed == 3 and not full.stopped_early
-    assert (tmp_path / "full" / "best" / "generator.keras").is_file()
+    assert (full_dir / "best" / "generator.keras").is_file()
     steps_per_epoch = 5 // 2  # 8 patches: 5 train (drop remainder), 1 val, 2 test
     assert full.steps == 3 * steps_per_epoch
+    mlflow.set_tracking_uri(tracking)
     run = mlflow.get_run(full.run_id)
     assert {"gen_l1", "disc", "gen_gan", "gen_total", "val_gen_l1"} <= set(run.data.metrics)
     assert run.data.params["train.batch_size"] == "2"
@@ -78,12 +92,12 @@ def test_train_logs_to_mlflow_and_resumes_exactly(dataset: Path, tmp_path: Path,
         training, "Checkpoint", lambda *a, **k: _with_kill(original(*a, **k), epoch=2)
     )
     with pytest.raises(SimulatedKill):
-        train(dataset, _config(tmp_path, 3), checkpoint_dir=tmp_path / "killed")
+        train(dataset, _config(tracking, 3), checkpoint_dir=tmp_path / "killed")
     monkeypatch.setattr(training, "Checkpoint", original)
-    resumed = train(dataset, _config(tmp_path, 3), checkpoint_dir=tmp_path / "killed", resume=True)
+    resumed = train(dataset, _config(tracking, 3), checkpoint_dir=tmp_path / "killed", resume=True)
     assert resumed.epochs_completed == 3 and resumed.steps == full.steps
     assert resumed.run_id != full.run_id
-    for a, b in zip(_weights(tmp_path / "full"), _weights(tmp_path / "killed"), strict=True):
+    for a, b in zip(_weights(full_dir), _weights(tmp_path / "killed"), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -100,13 +114,15 @@ def _with_kill(checkpoint, epoch: int):
     return checkpoint
 
 
-def test_missing_dataset_fails_before_training(tmp_path: Path):
+def test_missing_dataset_fails_before_training(tracking: str, tmp_path: Path):
     with pytest.raises(InputDataError, match="no dataset manifest"):
-        train(tmp_path / "nothing", _config(tmp_path, 1), checkpoint_dir=tmp_path / "c")
+        train(tmp_path / "nothing", _config(tracking, 1), checkpoint_dir=tmp_path / "c")
     assert not (tmp_path / "c" / LAST).exists()
 
 
-def test_physics_generator_trains_logs_and_evaluates_with_geometry(dataset: Path, tmp_path: Path):
+def test_physics_generator_trains_logs_and_evaluates_with_geometry(
+    dataset: Path, tracking: str, tmp_path: Path
+):
     """train.generator=physics: trained on ({toa, geometry}, sr) batches, logged as a pyfunc
     whose signature takes the geometry, and evaluated with each sample's geometry from the
     manifest (checkpoint and logged model give the same scores)."""
@@ -117,7 +133,7 @@ def test_physics_generator_trains_logs_and_evaluates_with_geometry(dataset: Path
 
     changes = {"train.generator": "physics", "evaluate.figures": False,
                "evaluate.baselines": ["identity"]}  # fmt: skip
-    config = with_changes(_config(tmp_path, 1), changes)
+    config = with_changes(_config(tracking, 1), changes)
     result = train(dataset, config, checkpoint_dir=tmp_path / "physics")
     run = mlflow.get_run(result.run_id)
     assert run.data.params["train.generator"] == "physics"
@@ -139,18 +155,11 @@ def test_physics_generator_trains_logs_and_evaluates_with_geometry(dataset: Path
         method(np.zeros((1, 256, 256, 4), "f4"), ["nowhere"])
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(dataset: Path, tmp_path_factory) -> tuple[Path, int]:
-    folder = tmp_path_factory.mktemp("uninterrupted")
-    result = train(dataset, _config(folder, 3), checkpoint_dir=folder / "full")
-    return folder / "full", result.steps
-
-
 # Mid-write of the full model, at the commit point, and after it (a networks' file, written
 # the same way, was a fourth case: same code path, 50 s of CI).
 @pytest.mark.parametrize("dies_writing", ["last-0002.keras", "state.json", "last.keras"])
 def test_a_kill_while_saving_leaves_a_state_that_resumes_to_the_same_end(
-    dataset: Path, tmp_path: Path, monkeypatch, dies_writing: str, uninterrupted
+    dataset: Path, tracking: str, tmp_path: Path, monkeypatch, dies_writing: str, uninterrupted
 ):
     """Killed in epoch 2's saving, half-way through writing a file (a partial temporary left
     behind): the resumed run ends where an uninterrupted one does. ``state.json`` names the
@@ -158,7 +167,7 @@ def test_a_kill_while_saving_leaves_a_state_that_resumes_to_the_same_end(
     import s2ac.model.pix2pix as pix2pix
     import s2ac.training.train as training
 
-    full_dir, full_steps = uninterrupted
+    full_dir, full = uninterrupted
     real = training.save_atomically
     states = []
 
@@ -174,28 +183,30 @@ def test_a_kill_while_saving_leaves_a_state_that_resumes_to_the_same_end(
     for module in (training, pix2pix):
         monkeypatch.setattr(module, "save_atomically", dying)
     with pytest.raises(SimulatedKill):
-        train(dataset, _config(tmp_path, 3), checkpoint_dir=tmp_path / "killed")
+        train(dataset, _config(tracking, 3), checkpoint_dir=tmp_path / "killed")
     for module in (training, pix2pix):
         monkeypatch.setattr(module, "save_atomically", real)
     state = json.loads((tmp_path / "killed" / "state.json").read_text())
     assert state["epoch"] == (2 if dies_writing == "last.keras" else 1)
     assert (tmp_path / "killed" / state["checkpoint"]).is_file()
-    resumed = train(dataset, _config(tmp_path, 3), checkpoint_dir=tmp_path / "killed", resume=True)
-    assert resumed.epochs_completed == 3 and resumed.steps == full_steps
+    resumed = train(dataset, _config(tracking, 3), checkpoint_dir=tmp_path / "killed", resume=True)
+    assert resumed.epochs_completed == 3 and resumed.steps == full.steps
     for a, b in zip(_weights(full_dir), _weights(tmp_path / "killed"), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "killed").glob("last*.keras")) == [
         "last-0003.keras", "last.keras"]  # fmt: skip
 
 
-def test_a_non_finite_loss_stops_training_without_saving_it(dataset: Path, tmp_path: Path):
+def test_a_non_finite_loss_stops_training_without_saving_it(
+    dataset: Path, tracking: str, tmp_path: Path
+):
     """λ so large that the generator loss overflows float32: a one-line error saying where,
     and no checkpoint of the diverged epoch."""
     from s2ac.errors import TrainingDivergedError
 
     config = load_config("small", overrides=[
         "train.epochs=2", "train.generator_filters=4", "train.discriminator_filters=4",
-        "train.lambda_l1=1e39", f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        "train.lambda_l1=1e39", f"registry.tracking_uri={tracking}",
     ])  # fmt: skip
     with pytest.raises(TrainingDivergedError, match=r"non-finite at epoch 1, batch 1 .*gen_total"):
         train(dataset, config, checkpoint_dir=tmp_path / "c")
@@ -203,7 +214,7 @@ def test_a_non_finite_loss_stops_training_without_saving_it(dataset: Path, tmp_p
     assert not list((tmp_path / "c").glob("last*.keras"))
 
 
-def test_a_nan_record_is_an_error_naming_its_patch(dataset: Path, tmp_path: Path):
+def test_a_nan_record_is_an_error_naming_its_patch(dataset: Path, tracking: str, tmp_path: Path):
     """A NaN pixel in a train record (manifest re-hashed, so only the content check can catch
     it): an input error naming the patch, not NaN losses."""
     import hashlib
@@ -225,7 +236,7 @@ def test_a_nan_record_is_an_error_naming_its_patch(dataset: Path, tmp_path: Path
     manifest["digest"] = digest_of(manifest["files"])
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InputDataError, match=f"NaN or inf.*{records[0]['patch_id']}"):
-        train(copy, _config(tmp_path, 1), checkpoint_dir=tmp_path / "c")
+        train(copy, _config(tracking, 1), checkpoint_dir=tmp_path / "c")
 
 
 def test_a_patch_size_the_network_cannot_take_is_a_config_error():
@@ -261,7 +272,9 @@ def test_losses_survive_a_lost_tracking_server(monkeypatch):
     assert sent == [(1, 0.3), (2, 0.2)] and logger.unlogged == []
 
 
-def test_a_record_of_another_size_mid_shard_is_an_input_error(dataset: Path, tmp_path: Path):
+def test_a_record_of_another_size_mid_shard_is_an_input_error(
+    dataset: Path, tracking: str, tmp_path: Path
+):
     """check_dataset reads each split's first record; a later one of another size used to crash
     training with a traceback."""
     import hashlib
@@ -288,4 +301,4 @@ def test_a_record_of_another_size_mid_shard_is_an_input_error(dataset: Path, tmp
     manifest["digest"] = digest_of(manifest["files"])
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InputDataError, match="a record the input pipeline cannot read"):
-        train(copy, _config(tmp_path, 2), checkpoint_dir=tmp_path / "c")
+        train(copy, _config(tracking, 2), checkpoint_dir=tmp_path / "c")

@@ -14,23 +14,17 @@ import pytest
 from optuna.trial import TrialState
 
 from s2ac.config import Config, load_config
-from s2ac.data.synthetic import synthesize
 from s2ac.training.tune import PARENT_RUN_ATTR, open_study, tune
 
 pytestmark = pytest.mark.slow
 
+# No sample figures in the trials (the small profile draws one every epoch; test_train checks
+# them): nothing here reads them.
 TINY = [
     "train.generator_filters=4", "train.discriminator_filters=4", "tune.epochs_per_trial=2",
     "tune.pruner_startup_trials=1", "tune.learning_rate_range=[1.0e-7, 1.0e-3]",
+    "train.figure_every=1000",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tune") / "data"
-    config = load_config("small", overrides=["data.n_patches=8", "data.split_buffer_px=32"])
-    synthesize(out, config.data)
-    return out
 
 
 def _overrides(tmp_path: Path, tracking: str) -> list[str]:
@@ -48,7 +42,7 @@ def _children(config: Config, parent: str) -> list:
     )
 
 
-def test_study_runs_prunes_and_resumes(dataset: Path, tmp_path: Path):
+def test_study_runs_prunes_and_resumes(tiny_dataset: Path, tmp_path: Path):
     config = load_config(
         "small", overrides=[*_overrides(tmp_path, f"sqlite:///{tmp_path}/mlflow.db"),
                             "tune.n_trials=3"],
@@ -56,7 +50,7 @@ def test_study_runs_prunes_and_resumes(dataset: Path, tmp_path: Path):
     study = open_study(config)  # creates it: trial 0 = the train config (lr 2e-4, lambda 100)
     study.enqueue_trial({"lambda_l1": 100.0, "learning_rate": 1e-7})  # learns nothing: pruned
 
-    result = tune(dataset, config)
+    result = tune(tiny_dataset, config)
     states = {t["number"]: t["state"] for t in result.trials}
     assert states[0] == "COMPLETE" and states[1] == "PRUNED" and len(states) == 3
     assert result.trials[0]["params"] == {"lambda_l1": 100.0, "learning_rate": 2e-4}
@@ -80,16 +74,17 @@ def test_study_runs_prunes_and_resumes(dataset: Path, tmp_path: Path):
 
     resumed = load_config("small", overrides=[*_overrides(tmp_path, config.registry.tracking_uri),
                                               "tune.n_trials=4"])  # fmt: skip
-    again = tune(dataset, resumed)
+    again = tune(tiny_dataset, resumed)
     assert len(again.trials) == 4 and again.parent_run_id == result.parent_run_id
     assert [t["state"] for t in again.trials[:3]] == [t["state"] for t in result.trials]
     assert len(_children(config, result.parent_run_id)) == 4
 
 
-def test_two_processes_share_one_study(dataset: Path, tmp_path: Path, mlflow_server: str):
+def test_two_processes_share_one_study(tiny_dataset: Path, tmp_path: Path, mlflow_server: str):
+    # One epoch a trial: with no pruner, what is shared is the study and its trial numbers.
     overrides = [*_overrides(tmp_path, mlflow_server), "registry.experiment=tune-shared",
-                 "tune.pruner=none"]  # fmt: skip
-    command = [sys.executable, "-m", "s2ac", "-q", "tune", str(dataset), "--profile", "small",
+                 "tune.pruner=none", "tune.epochs_per_trial=1"]  # fmt: skip
+    command = [sys.executable, "-m", "s2ac", "-q", "tune", str(tiny_dataset), "--profile", "small",
                "--n-trials", "2", *[arg for o in overrides for arg in ("-o", o)]]  # fmt: skip
     processes = [
         subprocess.Popen(

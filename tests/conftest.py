@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,3 +192,34 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = load_config("small", overrides=["data.n_patches=8", "data.split_buffer_px=32"])
     synthesize(out, config.data)
     return out
+
+
+# ==============================================================================================
+# Scenes with a known dark object, for the dark-object retrieval (NumPy and TensorFlow)
+# ==============================================================================================
+
+
+class DarkObjectScenes:
+    """Bright land with 2 % of its pixels a dark object, and atmospheres to put over it."""
+
+    size = 64
+
+    def scene(self, rng: Any, dark: float = 0.01) -> Any:
+        """Surface ``(size, size, 4)``: the dark object has reflectance ``dark`` (visible)."""
+        surface = rng.uniform(0.05, 0.4, (self.size, self.size, 4))
+        surface.reshape(-1, 4)[: self.size**2 // 50, :3] = dark
+        return surface
+
+    @staticmethod
+    def atmosphere(aot: float, model: str = "continental", **changes: Any) -> Any:
+        from s2ac.physics.lut import Atmosphere
+
+        values = {"aot550": aot, "aerosol_model": model, "water_vapour": 2.75, "ozone": 0.3,
+                  "solar_zenith": 40.0, "view_zenith": 6.0, "relative_azimuth": 100.0,
+                  "elevation_km": 0.2} | changes  # fmt: skip
+        return Atmosphere(**values)
+
+
+@pytest.fixture(scope="session")
+def dark_scenes() -> DarkObjectScenes:
+    return DarkObjectScenes()

@@ -157,6 +157,11 @@ class TrainConfig(_Section):
     # per pixel (AOT, water vapour, aerosol model) from TOA and the acquisition geometry, and the
     # 6S table's inverse gives SR (s2ac.model.physics_generator); needs per-sample geometry.
     generator: Literal["unet", "physics"] = "unet"
+    # Physics generator only: where its atmosphere estimate starts. "climatology": the 6s
+    # baseline's fixed atmosphere. "dark_object": per image, the AOT550 and aerosol model its
+    # darkest pixels allow through the 6S table (s2ac.physics.retrieval), which follows the
+    # physics to loads, sun angles and heights training never saw; the network learns departures.
+    atmosphere_prior: Literal["climatology", "dark_object"] = "climatology"
     discriminator_filters: int = Field(64, ge=4)
     early_stopping_patience: int = Field(10, ge=1)
     figure_every: int = Field(10, ge=1)

@@ -164,6 +164,46 @@ class AtmosphereInverse(layers.Layer):
 #: The atmosphere is estimated every GRID pixels (three stride-2 convolutions).
 GRID = 8
 
+#: ``dark_object`` prior: AOT spread (max - min over the visible bands) that costs an aerosol
+#: model one unit of logit. The model whose spectral shape fits the haze retrieves about the same
+#: AOT in every band (spreads of 0.02-0.05); a wrong one drifts by 0.1 and more.
+SPREAD_SCALE = 0.05
+#: Normalised prior AOT is kept this far from the table's ends, where the logit is infinite.
+_PRIOR_MARGIN = 0.01
+
+
+@keras.saving.register_keras_serializable(package="s2ac")
+class AroundPrior(layers.Layer):
+    """``[head (b, h, w, 2 + M), retrieved (b, M, 3)]`` -> ``[aot550 (b, h, w), weights
+    (b, h, w, M)]``: the head as corrections of the dark-object retrieval.
+
+    Aerosol-model logits are the head's plus ``-spread / SPREAD_SCALE`` (the model whose AOT
+    agrees across the bands is favoured; one that finds no AOT for some band is all but ruled
+    out); AOT is the retrieved AOT of the chosen models (mixed by
+    those weights), moved by the head's channel 0 in logit space, so a zero head gives the
+    retrieval itself and any output stays in ``[low, high]``."""
+
+    def __init__(self, low: float, high: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.low, self.high = float(low), float(high)
+
+    def call(self, inputs: list[Any]) -> list[Any]:
+        head, retrieved = inputs
+        ordered = ops.sort(retrieved, axis=-1)
+        median, spread = ordered[..., 1], ordered[..., -1] - ordered[..., 0]  # (b, M)
+        # s2ac.physics.retrieval.spread: a model that finds no AOT in some band is out.
+        failed = ops.cast(ordered[..., -1] >= self.high - 1e-4, spread.dtype)
+        spread = spread + failed * self.high
+        logits = head[..., 2:] - (spread / SPREAD_SCALE)[:, None, None, :]
+        weights = ops.softmax(logits, axis=-1)
+        prior = ops.sum(weights * median[:, None, None, :], axis=-1)
+        p = ops.clip((prior - self.low) / (self.high - self.low), _PRIOR_MARGIN, 1 - _PRIOR_MARGIN)
+        z = head[..., 0] + ops.log(p / (1.0 - p))
+        return [self.low + (self.high - self.low) * ops.sigmoid(z), weights]
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config() | {"low": self.low, "high": self.high}
+
 
 def _conv(width: int, kernel: int, strides: int, seed: int | None, name: str) -> layers.Conv2D:
     return layers.Conv2D(
@@ -176,16 +216,22 @@ def _seed(seed: int | None, k: int) -> int | None:
     return None if seed is None else seed + k
 
 
-def atmosphere_features(toa: Any, geometry: Any, filters: int, seed: int | None) -> Any:
-    """The estimator: TOA ``(b, s, s, 4)`` and geometry -> features ``(b, s/8, s/8, 4f)``."""
+def atmosphere_features(
+    toa: Any, geometry: Any, filters: int, seed: int | None, retrieved: Any = None
+) -> Any:
+    """The estimator: TOA ``(b, s, s, 4)`` and geometry (and, with the dark-object prior, the
+    retrieved AOTs ``(b, M, 3)``) -> features ``(b, s/8, s/8, 4f)``."""
     x = toa
     for level, width in enumerate((filters, 2 * filters, 4 * filters)):
         x = _conv(width, 4, 2, _seed(seed, level), f"encode_{level}")(x)
         x = layers.LeakyReLU(0.2)(x)
-    context = layers.Concatenate(name="context")([
+    pooled = [
         layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x),
         DarkObjects(name="dark_objects")(toa), GeometryFeatures(name="geometry_features")(geometry),
-    ])  # fmt: skip
+    ]  # fmt: skip
+    if retrieved is not None:
+        pooled.append(layers.Flatten(name="retrieved_aot")(retrieved))
+    context = layers.Concatenate(name="context")(pooled)
     context = layers.Dense(4 * filters, kernel_initializer=keras.initializers.HeNormal(
         seed=_seed(seed, 3)), name="context_dense")(context)  # fmt: skip
     context = layers.LeakyReLU(0.2)(context)
@@ -200,6 +246,7 @@ def build_physics_generator(
     *,
     residual: bool = False,
     adjacency: bool = True,
+    prior: str = "climatology",
     climatology: Atmosphere = CLIMATOLOGY,
     model_logit: float = MODEL_LOGIT,
     lut_path: str | None = None,
@@ -212,6 +259,10 @@ def build_physics_generator(
         filters: Width of the estimator's first level (it doubles twice).
         residual: Add a learned correction (zero at initialisation) to the physical SR.
         adjacency: Invert the adjacency effect too (see :class:`AtmosphereInverse`).
+        prior: What the untrained head predicts: ``climatology`` (a fixed atmosphere, below) or
+            ``dark_object`` (per image, the AOT and aerosol model the darkest pixels allow,
+            :class:`s2ac.model.retrieval.DarkObjectAot`; water vapour from the climatology);
+            the network learns the departures from it.
         climatology: The atmosphere the untrained head predicts (AOT, water vapour, aerosol
             model); the default is the ``6s`` baseline's.
         model_logit: The untrained head's logit for the climatology's aerosol model (0 for the
@@ -226,6 +277,8 @@ def build_physics_generator(
     """
     if image_size < GRID or image_size % GRID:
         raise ValueError(f"image_size {image_size} must be a positive multiple of {GRID}")
+    if prior not in ("climatology", "dark_object"):
+        raise ValueError(f"prior {prior!r} is not one of climatology, dark_object")
     table = Lut.load(lut_path)
     models = table.aerosol_models
     (aot_low, aot_high), (wv_low, wv_high) = (
@@ -233,19 +286,32 @@ def build_physics_generator(
     )
     toa = keras.Input(shape=(image_size, image_size, N_BANDS), name="toa")
     geometry = keras.Input(shape=(len(GEOMETRY),), name="geometry")
-    features = atmosphere_features(toa, geometry, filters, seed)
-    # Zero kernel, bias = the climatology: untrained, every pixel gets exactly that atmosphere.
+    retrieved = None
+    if prior == "dark_object":
+        from s2ac.model.retrieval import DarkObjectAot
+
+        retrieval = DarkObjectAot(
+            lut_path, water_vapour=climatology.water_vapour, name="dark_object_aot", dtype="float32"
+        )
+        retrieved = retrieval([toa, geometry])
+    features = atmosphere_features(toa, geometry, filters, seed, retrieved)
+    # Zero kernel, bias = the prior: untrained, every pixel gets exactly that atmosphere.
     bias = np.zeros(2 + len(models), dtype="float32")
-    bias[0] = _logit((climatology.aot550 - aot_low) / (aot_high - aot_low))
     bias[1] = _logit((climatology.water_vapour - wv_low) / (wv_high - wv_low))
-    bias[2 + models.index(climatology.aerosol_model)] = model_logit
+    if retrieved is None:
+        bias[0] = _logit((climatology.aot550 - aot_low) / (aot_high - aot_low))
+        bias[2 + models.index(climatology.aerosol_model)] = model_logit
     head = layers.Conv2D(
         2 + len(models), 1, kernel_initializer="zeros", dtype="float32", name="atmosphere",
         bias_initializer=keras.initializers.Constant(bias),
     )(features)  # fmt: skip
-    aot = Bounded(0, aot_low, aot_high, name="aot550", dtype="float32")(head)
     water_vapour = Bounded(1, wv_low, wv_high, name="water_vapour", dtype="float32")(head)
-    weights = layers.Softmax(name="aerosol_model_weights")(head[..., 2:])
+    if retrieved is None:
+        aot = Bounded(0, aot_low, aot_high, name="aot550", dtype="float32")(head)
+        weights = layers.Softmax(name="aerosol_model_weights")(head[..., 2:])
+    else:
+        aot, weights = AroundPrior(aot_low, aot_high, name="aot550_around_prior",
+                                   dtype="float32")([head, retrieved])  # fmt: skip
     sr = AtmosphereInverse(lut_path, adjacency=adjacency, image_size=image_size,
                            name="lut_inverse", dtype="float32")(
         [toa, aot, water_vapour, weights, geometry]

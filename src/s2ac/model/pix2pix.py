@@ -257,8 +257,9 @@ def build_pix2pix(
         from s2ac.model.physics_generator import build_physics_generator
 
         generator = build_physics_generator(
-            image_size, config.generator_filters, residual=residual, seed=config.seed
-        )
+            image_size, config.generator_filters, residual=residual,
+            prior=config.atmosphere_prior, seed=config.seed,
+        )  # fmt: skip
     else:
         generator = build_generator(
             image_size, config.generator_filters, depth=depth, residual=residual, seed=config.seed

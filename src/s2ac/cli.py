@@ -372,12 +372,15 @@ def compare_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/compare"),
     generator: Annotated[
         list[str] | None,
-        typer.Option("--generator", help="unet and/or physics (repeatable); default both."),
+        typer.Option(
+            "--generator",
+            help="unet, physics and/or physics-dark-object (repeatable); default all three.",
+        ),
     ] = None,
     *,
     cfg: Config,
 ) -> None:
-    """Train the paper's U-Net and the physics generator alike; table them beside the baselines."""
+    """Train the paper's U-Net and the physics generators alike; table them beside the baselines."""
     from s2ac.orchestration.compare import GENERATORS, compare_generators
 
     result = compare_generators(cfg, train_data, eval_data, out, generator or list(GENERATORS))

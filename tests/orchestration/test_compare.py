@@ -45,10 +45,9 @@ def test_both_generators_are_trained_scored_and_tabled(tiny_dataset: Path, tmp_p
     result = compare_generators(config, str(tiny_dataset), str(tiny_dataset), tmp_path / "cmp")
     table = result.table.set_index(["split", "method"])
     for split in ("test", "ood"):
-        assert {"unet", "physics", "identity", "dos", "6s", "linear", "oracle"} <= set(
-            table.loc[split].index
-        )
-        for generator in ("unet", "physics"):
+        assert {"unet", "physics", "physics-dark-object", "identity", "dos", "6s", "linear",
+                "oracle"} <= set(table.loc[split].index)  # fmt: skip
+        for generator in ("unet", "physics", "physics-dark-object"):
             scored = pd.read_csv(tmp_path / "cmp" / generator / "evaluation" / "comparison.csv",
                                  index_col=0)  # fmt: skip
             assert table.loc[(split, generator), "rmse_B2"] == pytest.approx(
@@ -58,6 +57,6 @@ def test_both_generators_are_trained_scored_and_tabled(tiny_dataset: Path, tmp_p
         # the baselines are the same data scored the same way in both evaluations
         assert table.loc[(split, "6s"), "psnr"] == pytest.approx(scored.loc["psnr", f"{split}/6s"])
     record = json.loads(result.record.read_text())
-    assert record["profile"] == "small" and len(record["ratios"]) == 2 * 2 * 4
+    assert record["profile"] == "small" and len(record["ratios"]) == 2 * 3 * 4
     text = result.markdown.read_text()
     assert "## test" in text and "## ood" in text and "vs_best_baseline" in text

@@ -29,6 +29,7 @@ import numpy as np
 from keras import layers, ops
 
 from s2ac.bands import N_BANDS, PIXEL_KM
+from s2ac.model.retrieval import DarkObjectAot  # also registers it for loading saved models
 from s2ac.physics.corrections import CLIMATOLOGY
 from s2ac.physics.lut import Atmosphere, Lut
 from s2ac.physics.tf_adjacency import TFEnvironment
@@ -288,8 +289,6 @@ def build_physics_generator(
     geometry = keras.Input(shape=(len(GEOMETRY),), name="geometry")
     retrieved = None
     if prior == "dark_object":
-        from s2ac.model.retrieval import DarkObjectAot
-
         retrieval = DarkObjectAot(
             lut_path, water_vapour=climatology.water_vapour, name="dark_object_aot", dtype="float32"
         )

@@ -1,6 +1,7 @@
 """Both generators trained the same way and scored beside every baseline, in one table.
 
-The paper's U-Net and the physics-informed generator (``train.generator``) are each trained on
+The paper's U-Net and the physics-informed generator (``train.generator``; with the climatology
+and with the dark-object atmosphere prior, :data:`GENERATORS`) are each trained on
 one dataset with one profile (same epochs, λ, learning rate, early stopping) and scored on
 another dataset's ``test`` and ``ood`` splits beside identity, dos, 6s, linear and the oracle:
 per-band RMSE, SSIM, PSNR and training time, plus each generator's RMSE as a multiple of the best
@@ -23,7 +24,12 @@ from s2ac.bands import BAND_NAMES
 from s2ac.config import Config, with_changes
 from s2ac.console import log
 
-GENERATORS = ("unet", "physics")
+#: The generators compared, by name: the config changes that make each.
+GENERATORS: dict[str, dict[str, str]] = {
+    "unet": {"train.generator": "unet"},
+    "physics": {"train.generator": "physics", "train.atmosphere_prior": "climatology"},
+    "physics-dark-object": {"train.generator": "physics", "train.atmosphere_prior": "dark_object"},
+}
 BASELINES = ("identity", "dos", "6s", "linear", "oracle")
 
 
@@ -88,7 +94,7 @@ def render(table: pd.DataFrame, ratios: pd.DataFrame, context: dict[str, Any]) -
 
 def compare_generators(
     config: Config, train_dataset: str, eval_dataset: str, out: str | Path,
-    generators: tuple[str, ...] | list[str] = GENERATORS,
+    generators: tuple[str, ...] | list[str] = tuple(GENERATORS),
 ) -> GeneratorComparison:  # fmt: skip
     """Train each generator on ``train_dataset`` and score it on ``eval_dataset`` into ``out``
     (``out/<generator>/checkpoints``, ``out/<generator>/evaluation``, ``generators.md`` and
@@ -104,7 +110,7 @@ def compare_generators(
     folder.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for generator in generators:
-        cfg = with_changes(config, {"train.generator": generator})
+        cfg = with_changes(config, GENERATORS[generator])
         log.info("training the %s generator on %s", generator, train_dataset)
         start = time.perf_counter()
         result = stages.train(cfg, train_dataset, folder / generator / "checkpoints")

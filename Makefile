@@ -82,11 +82,11 @@ results: setup ## The README's results table from the demo's evaluation (runs ma
 	@test -f $(DEMO_OUT)/evaluation/evaluation.json || $(MAKE) --no-print-directory demo
 	$(BIN)/s2ac results $(DEMO_OUT)/evaluation --readme README.md
 
-compare: setup ## Both generators trained on the demo data, scored on the default data's test and ood
+compare: setup ## The generators trained on the demo data, scored on the default data's test and ood (README table)
 	@test -f $(COMPARE_OUT)/train-data/manifest.json || $(BIN)/s2ac data synth --profile demo --out $(COMPARE_OUT)/train-data
 	@test -f $(COMPARE_OUT)/eval-data/manifest.json || $(BIN)/s2ac data synth --profile default --out $(COMPARE_OUT)/eval-data
-	$(BIN)/s2ac compare $(COMPARE_OUT)/train-data $(COMPARE_OUT)/eval-data --profile demo --out $(COMPARE_OUT)
-	@echo "table: $(COMPARE_OUT)/generators.md (the README's generator table)"
+	$(BIN)/s2ac compare $(COMPARE_OUT)/train-data $(COMPARE_OUT)/eval-data --profile demo --out $(COMPARE_OUT) --readme README.md
+	@echo "table: $(COMPARE_OUT)/generators.md (also in the README's generator section)"
 
 ui: setup ## Open the MLflow UI on the local mlflow.db / mlartifacts (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -377,14 +377,23 @@ def compare_command(
             help="unet, physics and/or physics-dark-object (repeatable); default all three.",
         ),
     ] = None,
+    readme: Annotated[
+        Path | None,
+        typer.Option("--readme", help="Replace the compare section of this README with the table."),
+    ] = None,
     *,
     cfg: Config,
 ) -> None:
     """Train the paper's U-Net and the physics generators alike; table them beside the baselines."""
+    from s2ac.evaluation.results import update_readme
     from s2ac.orchestration.compare import GENERATORS, compare_generators
 
     result = compare_generators(cfg, train_data, eval_data, out, generator or list(GENERATORS))
-    console.print(result.markdown.read_text(), highlight=False)
+    text = result.markdown.read_text()
+    console.print(text, highlight=False)
+    if readme is not None:
+        update_readme(readme, text.split("\n", 2)[2], section="compare")  # without its heading
+        typer.echo(f"updated {readme}")
     typer.echo(f"table: {result.markdown}")
 
 

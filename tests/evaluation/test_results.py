@@ -61,3 +61,8 @@ def test_update_readme_replaces_only_the_marked_section(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         update_readme(readme, "x")
+    # s2ac compare's section: the results section next to it is left alone
+    both = f"{START}\nr\n{END}\n<!-- compare:start -->\nc\n<!-- compare:end -->\n"
+    readme.write_text(both)
+    update_readme(readme, "table\n", section="compare")
+    assert readme.read_text() == both.replace("\nc\n", "\ntable\n")

@@ -71,13 +71,15 @@ def results_markdown(evaluation_dir: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, text: str) -> None:
-    """Replace what lies between the results markers of ``readme`` (atomically)."""
+def update_readme(readme: Path, text: str, section: str = "results") -> None:
+    """Replace what lies between the ``<!-- {section}:start/end -->`` markers of ``readme``
+    (atomically): ``results`` (``s2ac results``) or ``compare`` (``s2ac compare``)."""
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     content = readme.read_text()
-    if START not in content or END not in content:
-        raise ValueError(f"{readme}: no {START} ... {END} markers to replace")
-    head, rest = content.split(START, 1)
-    _, tail = rest.split(END, 1)
+    if start not in content or end not in content:
+        raise ValueError(f"{readme}: no {start} ... {end} markers to replace")
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
     temporary = readme.with_name(f".{readme.name}.tmp")
-    temporary.write_text(f"{head}{START}\n{text}{END}{tail}")
+    temporary.write_text(f"{head}{start}\n{text}{end}{tail}")
     temporary.replace(readme)

@@ -14,7 +14,7 @@ PROFILE ?= demo
 DEMO_OUT := out/demo
 COMPARE_OUT := out/compare
 
-.PHONY: help setup system-deps lock lint format test test-fast demo results compare ui clean
+.PHONY: help setup system-deps lock lint format test test-fast demo results compare bench bench-quick ui clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -87,6 +87,16 @@ compare: setup ## The generators trained on the demo data, scored on the default
 	@test -f $(COMPARE_OUT)/eval-data/manifest.json || $(BIN)/s2ac data synth --profile default --out $(COMPARE_OUT)/eval-data
 	$(BIN)/s2ac compare $(COMPARE_OUT)/train-data $(COMPARE_OUT)/eval-data --profile demo --out $(COMPARE_OUT) --readme README.md
 	@echo "table: $(COMPARE_OUT)/generators.md (also in the README's generator section)"
+
+bench: setup ## Speed benchmarks (bench/README.md): train step vs a tutorial reference, input pipeline, full-tile correction (~20 min)
+	cd bench && ../$(BIN)/python bench_train_step.py
+	cd bench && ../$(BIN)/python bench_data.py
+	cd bench && ../$(BIN)/python bench_correct.py
+	cd bench && ../$(BIN)/python tables.py
+
+bench-quick: setup ## A smoke of the benchmarks' code (tiny sizes; figures meaningless)
+	cd bench && ../$(BIN)/python bench_train_step.py --quick
+	cd bench && ../$(BIN)/python bench_correct.py --quick
 
 ui: setup ## Open the MLflow UI on the local mlflow.db / mlartifacts (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -1,6 +1,10 @@
 """Benchmark of the data path: synthetic pair generation and the tf.data training input.
 
 Writes ``bench/results/data.json``. Run: ``.venv/bin/python bench/bench_data.py [--patches N]``.
+The input pipeline's patches/s (TFRecords -> shuffled, augmented batches, as ``s2ac train`` reads
+them) beside what training consumes: the demo generator's train steps/s x batch, measured here,
+and the paper-width step of ``bench_train_step.py`` (its ``train_step.json`` from the same
+``make bench`` run). Target: the pipeline at least 10x faster than training, so it never waits.
 Figures vary up to 2x between runs on shared machines: compare only within one run.
 """
 
@@ -8,23 +12,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from common import RESULTS, write
 
 from s2ac.config import load_config
 from s2ac.data.input import make_dataset
 from s2ac.data.synthetic import synthesize
 from s2ac.data.tfrecord import list_tfrecords
 
-RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
+
+def demo_training_patches_per_s(files: list[str], patch_size: int, steps: int) -> float:
+    """Patches/s the demo profile's generator trains on, fed by the real input pipeline."""
+    from s2ac.config import load_config as profile
+    from s2ac.data.input import manifest_geometry
+    from s2ac.data.integrity import read_manifest
+    from s2ac.model.pix2pix import build_pix2pix
+
+    train = profile("demo").train
+    dataset_dir = Path(files[0]).parent.parent
+    geometry = manifest_geometry(read_manifest(dataset_dir)) or None
+    data = make_dataset(
+        files, patch_size=patch_size, batch_size=train.batch_size, training=True, geometry=geometry
+    ).repeat()
+    model = build_pix2pix(train, patch_size)
+    model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+    return steps * train.batch_size / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patches", type=int, default=64)
+    parser.add_argument("--train-steps", type=int, default=20)
     args = parser.parse_args()
     config = load_config("small", overrides=[f"data.n_patches={args.patches}"]).data
     with tempfile.TemporaryDirectory() as folder:
@@ -39,16 +62,28 @@ def main() -> None:
             for toa, _sr in dataset:
                 count += int(toa.shape[0])
             timings.append(count / (time.perf_counter() - start))
+        demo = demo_training_patches_per_s(files, config.patch_size, args.train_steps)
+    consumers = {"demo generator (physics, width 16)": demo}
+    paper = RESULTS / "train_step.json"
+    if paper.exists():
+        rows = json.loads(paper.read_text())["results"]
+        rate = next((r["steps_per_s"] * 2 for r in rows if r["case"] == "s2ac" and r["batch"] == 2),
+                    None)  # fmt: skip
+        if rate:
+            consumers["paper U-Net (width 64), batch 2"] = rate
+    first_epoch = timings[0]
     result = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "patches": args.patches,
         "patch_size": config.patch_size,
         "synth_patches_per_s": round(args.patches / synth_s, 2),
         "synth_seconds": round(synth_s, 1),
         "input_patches_per_s_by_epoch": [round(value, 1) for value in timings],
+        "training_patches_per_s": {k: round(v, 2) for k, v in consumers.items()},
+        "input_over_training_first_epoch": {
+            k: round(first_epoch / v, 1) for k, v in consumers.items()
+        },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write("data", result)
     print(json.dumps(result, indent=2))
 
 

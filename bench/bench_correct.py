@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "correct.json"
 FULL_TILE = 10980  # px: one Sentinel-2 MGRS tile at 10 m
 DEMO, PAPER = "demo champion (physics, 16 filters)", "paper U-Net (64 filters)"
 #: What the physics generator needs beside the image (a scene GeoTIFF carries no metadata).
-GEOMETRY = {"solar_zenith": 40.0, "view_zenith": 5.0, "relative_azimuth": 100.0}
+GEOMETRY = {"solar_zenith": 40.0, "view_zenith": 5.0, "relative_azimuth": 100.0, "satellite": 0.0}
 
 
 def build(name: str) -> Any:
@@ -106,9 +106,9 @@ def gflops(name: str, row: dict[str, Any], peak: float | None) -> dict[str, floa
 
 def main(quick: bool, full_paper: bool) -> None:
     side = 512 if quick else 2048
-    train_step = RESULTS.with_name("train_step.json")
-    peak = (json.loads(train_step.read_text())["matmul_gflops"]["float32"]
-            if train_step.exists() else None)  # fmt: skip
+    train_step = RESULTS.with_name("train_step_quick.json" if quick else "train_step.json")
+    record = json.loads(train_step.read_text()) if train_step.exists() else {}
+    peak = record.get("matmul_gflops", {}).get("float32")
     rows = []
     with tempfile.TemporaryDirectory(prefix="s2ac-bench-") as tmp:
         folder = Path(tmp)

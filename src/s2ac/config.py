@@ -167,7 +167,7 @@ class TrainConfig(_Section):
     figure_every: int = Field(10, ge=1)
     checkpoint_dir: str = "out/checkpoints"
     seed: int = 0
-    mixed_precision: Literal["auto", "off", "mixed_float16"] = "auto"
+    mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
     jit_compile: bool = False  # measured slower on CPU (transposed convolutions under XLA)
 
 

@@ -13,8 +13,8 @@ from typing import Literal
 import keras
 import tensorflow as tf
 
-PrecisionMode = Literal["auto", "off", "mixed_float16"]
-_MODES = ("auto", "off", "mixed_float16")
+PrecisionMode = Literal["auto", "off", "mixed_float16", "mixed_bfloat16"]
+_MODES = ("auto", "off", "mixed_float16", "mixed_bfloat16")
 
 
 def gpu_count() -> int:
@@ -27,10 +27,12 @@ def configure_precision(mode: PrecisionMode = "auto") -> str:
 
     Args:
         mode: ``"auto"`` uses ``mixed_float16`` only if a GPU is visible, else ``float32``;
-            ``"off"`` forces ``float32``; ``"mixed_float16"`` forces mixed precision.
+            ``"off"`` forces ``float32``; ``"mixed_float16"`` / ``"mixed_bfloat16"`` force that
+            mixed precision (bfloat16 needs no loss scaling; CPUs with AMX or AVX-512 BF16 run
+            its matmuls and convolutions natively: ``bench/README.md`` measures whether it pays).
 
     Returns:
-        The policy now in effect: ``"float32"`` or ``"mixed_float16"``.
+        The policy now in effect: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
 
     Raises:
         ValueError: For any other mode.
@@ -40,7 +42,7 @@ def configure_precision(mode: PrecisionMode = "auto") -> str:
     if mode == "auto":
         policy = "mixed_float16" if gpu_count() > 0 else "float32"
     else:
-        policy = "float32" if mode == "off" else "mixed_float16"
+        policy = "float32" if mode == "off" else mode
     keras.mixed_precision.set_dtype_policy(policy)
     return policy
 

@@ -392,7 +392,8 @@ def compare_command(
     text = result.markdown.read_text()
     console.print(text, highlight=False)
     if readme is not None:
-        update_readme(readme, text.split("\n", 2)[2], section="compare")  # without its heading
+        body = text.split("\n", 2)[2].replace("\n## ", "\n#### ")  # nested under the README's
+        update_readme(readme, body, section="compare")
         typer.echo(f"updated {readme}")
     typer.echo(f"table: {result.markdown}")
 

@@ -26,12 +26,11 @@ from s2ac.data.tfrecord import list_tfrecords
 
 def demo_training_patches_per_s(files: list[str], patch_size: int, steps: int) -> float:
     """Patches/s the demo profile's generator trains on, fed by the real input pipeline."""
-    from s2ac.config import load_config as profile
     from s2ac.data.input import manifest_geometry
     from s2ac.data.integrity import read_manifest
     from s2ac.model.pix2pix import build_pix2pix
 
-    train = profile("demo").train
+    train = load_config("demo").train
     dataset_dir = Path(files[0]).parent.parent
     geometry = manifest_geometry(read_manifest(dataset_dir)) or None
     data = make_dataset(

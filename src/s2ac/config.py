@@ -301,6 +301,9 @@ class PredictConfig(_Section):
 
     overlap: int = Field(64, ge=0)
     batch_size: int = Field(8, ge=1)
+    #: The output COG's compression. ZSTD (GDAL >= 2.3 reads it) compresses a full tile's
+    #: 1.9 GB of float32 4x faster than DEFLATE for the same size; ``deflate`` for older readers.
+    compression: Literal["zstd", "deflate", "lzw"] = "zstd"
 
 
 class Config(_Section):

@@ -61,7 +61,7 @@ def read(path: Path) -> tuple[np.ndarray, dict]:
     with rasterio.open(path) as src:
         meta = {"crs": src.crs, "transform": src.transform, "descriptions": src.descriptions,
                 "tags": src.tags(), "layout": src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"),
-                "overviews": src.overviews(1)}  # fmt: skip
+                "overviews": src.overviews(1), "compress": src.profile.get("compress")}  # fmt: skip
         return np.moveaxis(src.read(), 0, -1), meta
 
 
@@ -77,6 +77,7 @@ def test_a_zipped_safe_is_corrected_into_a_georeferenced_cog_with_an_item(workdi
     with rasterio.open(crops["B02"]) as src:
         assert meta["crs"] == src.crs and meta["transform"] == src.transform
     assert meta["layout"] == "COG" and meta["descriptions"] == tuple(BAND_NAMES)
+    assert meta["compress"] == "zstd"  # predict.compression's default
     assert meta["tags"]["S2AC_MODEL_URI"] == str(unet)
     # Baseline 04.00: DN carry +1000, removed; DN 0 is nodata. Values equal the model's, blended.
     np.testing.assert_allclose(data, expected(unet, reflectance(crops, -1000.0)), atol=1e-5)
@@ -102,10 +103,12 @@ def test_dn_geotiff_is_detected_and_equals_its_reflectance(workdir, crops, unet)
     for source in (dn_tif, sr_tif):
         out = workdir / f"{source.stem}_sr.tif"
         answer = runner.invoke(app, ["correct", str(source), "-O", str(out), "--model", str(unet),
-                                     "-o", "predict.overlap=16"])  # fmt: skip
+                                     "-o", "predict.overlap=16",
+                                     "-o", "predict.compression=deflate"])  # fmt: skip
         assert answer.exit_code == 0, answer.output
         assert "wrote" in answer.output
-    from_dn, _ = read(workdir / "dn_sr.tif")
+    from_dn, meta = read(workdir / "dn_sr.tif")
+    assert meta["compress"] == "deflate"  # for readers without ZSTD
     from_reflectance, _ = read(workdir / "refl_sr.tif")
     np.testing.assert_allclose(from_dn, from_reflectance, atol=2e-4)  # DN rounding only
     np.testing.assert_allclose(from_reflectance, expected(unet, toa), atol=1e-5)

@@ -27,6 +27,35 @@ def test_environment_equals_numpy(height: int, width: int):
         np.testing.assert_allclose(aerosol[k].numpy(), expected[1], atol=1e-6, rtol=0)
 
 
+def _fields(size: int) -> np.ndarray:
+    """Fields and a dark lake with sharp shores: the adjacency effect's hard case."""
+    rng = np.random.default_rng(4)
+    y, x = np.mgrid[:size, :size] / size
+    surface = 0.2 + 0.1 * np.sin(9 * x)[..., None] * np.array([0.3, 0.5, 0.7, 1.0])
+    surface = surface + rng.normal(0, 0.02, (size, size, 4))
+    surface[(x - 0.4) ** 2 + (y - 0.6) ** 2 < 0.05] = [0.03, 0.03, 0.02, 0.01]
+    return surface[None].astype("f4")
+
+
+def test_coarse_environment_is_close_to_the_exact_one():
+    """Block means of 40 m: the kilometre-wide PSFs barely see them (what the generator uses)."""
+    surface = tf.constant(_fields(128))
+    exact = TFEnvironment(128, 128, PIXEL_KM)(surface)
+    coarse = TFEnvironment(128, 128, PIXEL_KM, factor=4)(surface)
+    for e, c in zip(exact, coarse, strict=True):
+        error = np.abs(c.numpy() - e.numpy())
+        signal = np.abs(e.numpy() - surface.numpy())  # what the adjacency inverse corrects
+        assert error.max() < 0.005 and np.sqrt((error**2).mean()) < 0.015 * signal.mean()
+    uniform = tf.fill((1, 64, 64, 4), 0.3)
+    for c in TFEnvironment(64, 64, PIXEL_KM, factor=4)(uniform):
+        np.testing.assert_allclose(c.numpy(), 0.3, atol=1e-6)
+
+
+def test_coarse_factor_must_divide_the_size():
+    with pytest.raises(ValueError, match="divide"):
+        TFEnvironment(30, 30, PIXEL_KM, factor=4)
+
+
 def test_environment_refuses_another_size():
     with pytest.raises(ValueError, match="built for 32x32"):
         TFEnvironment(32, 32, PIXEL_KM)(tf.zeros((1, 16, 16, 4)))

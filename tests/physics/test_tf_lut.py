@@ -60,6 +60,19 @@ def test_inverse_and_forward_equal_numpy_over_the_domain():
     np.testing.assert_allclose(again, toa, atol=1e-5, rtol=0)
 
 
+def test_repeated_geometries_in_a_batch_equal_each_alone():
+    """The geometry contraction runs once per distinct geometry; every sample still gets its own."""
+    t = TFLut(LUT)
+    atmospheres = _atmospheres()[:3]
+    batch = [atmospheres[0], atmospheres[1], atmospheres[0], atmospheres[2], atmospheres[1]]
+    toa = np.random.default_rng(3).uniform(0.02, 0.7, (len(batch), 4, 4, 4)).astype("f4")
+    together = t.inverse(toa, *_per_pixel(batch, t)).numpy()
+    for k, atmosphere in enumerate(batch):
+        alone = t.inverse(toa[k : k + 1], *_per_pixel([atmosphere], t)).numpy()[0]
+        np.testing.assert_allclose(together[k], alone, atol=1e-6, rtol=0)
+    assert np.abs(together[0] - together[1]).max() > 1e-3  # the geometries do differ
+
+
 def test_atmosphere_varies_per_pixel():
     """Two pixels of one sample under different AOT and water vapour: each matches its own
     NumPy inverse (the per-pixel contraction does not mix pixels)."""

@@ -34,8 +34,11 @@ from s2ac.io import storage
 GEOMETRY_DEFAULTS = ("elevation_km", "ozone")
 #: Bounded GDAL block cache: the COG copy streams, it need not hold the scene.
 GDAL_CACHE_MB = 64
-COG_OPTIONS = {"compress": "DEFLATE", "predictor": "YES", "blocksize": 512,
-               "overviews": "AUTO", "bigtiff": "IF_SAFER"}  # fmt: skip
+#: Threads: compression is most of the COG copy's time, and the model is done by then.
+COG_OPTIONS = {"predictor": "YES", "blocksize": 512, "overviews": "AUTO", "bigtiff": "IF_SAFER",
+               "num_threads": "ALL_CPUS"}  # fmt: skip
+#: Fastest level of each codec: ~ the same size on float32 reflectance, 1.4-2x the speed.
+COMPRESSION_LEVEL = {"zstd": 1, "deflate": 1}
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,10 @@ def _write_cog(
         dst.scales, dst.offsets = (1.0,) * 4, (0.0,) * 4
         dst.update_tags(**_tags(model, input_uri))
     cog = os.path.join(folder, "scene.tif")
-    rasterio.shutil.copy(strips, cog, driver="COG", **COG_OPTIONS)
+    codec = config.compression
+    level = {"level": COMPRESSION_LEVEL[codec]} if codec in COMPRESSION_LEVEL else {}
+    rasterio.shutil.copy(strips, cog, driver="COG", compress=codec.upper(), **level,
+                         **COG_OPTIONS)  # fmt: skip
     os.remove(strips)
     return cog, len(rows) * len(cols)
 

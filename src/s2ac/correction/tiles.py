@@ -57,9 +57,9 @@ def tile_origins(height: int, width: int, tile: int, overlap: int) -> tuple[list
 
 def _fill_nodata(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Tiles with NaN pixels filled by each tile's band medians, and the mask of those pixels."""
+    if np.isfinite(tiles).all():  # the common case, one pass
+        return tiles, np.zeros(tiles.shape[:-1], dtype=bool)
     invalid = ~np.isfinite(tiles).all(axis=-1)
-    if not invalid.any():
-        return tiles, invalid
     filled = tiles.copy()
     for k in np.flatnonzero(invalid.any(axis=(1, 2))):
         valid = ~invalid[k]
@@ -107,6 +107,7 @@ def blend_rows(
     if height < 1 or width < 1:
         raise ValueError(f"scene of {height}x{width} pixels has nothing to correct")
     window = blend_window(tile, overlap)
+    window3 = window[..., None]
     rows, cols = tile_origins(height, width, tile, overlap)
     span = max(width, tile)  # a scene narrower than a tile is padded to one
     acc: np.ndarray | None = None
@@ -140,7 +141,12 @@ def blend_rows(
         preds = _predict_tiles(predict, tiles, batch_size)
         if acc is None:
             acc = np.zeros((tile, span, preds.shape[-1]), dtype=np.float32)
+        complete = bool(np.isfinite(preds).all())  # no nodata: no masks (3x faster)
         for c, pred in zip(cols, preds, strict=True):
+            if complete:
+                acc[:, c : c + tile] += pred * window3
+                weight[:, c : c + tile] += window
+                continue
             valid = np.isfinite(pred).all(axis=-1)
             w = np.where(valid, window, 0.0)
             acc[:, c : c + tile] += np.where(valid[..., None], pred, 0.0) * w[..., None]

@@ -52,31 +52,42 @@ class TFEnvironment:
         pixel_km: Pixel size in km (Sentinel-2 10 m bands: 0.01).
     """
 
-    def __init__(self, height: int, width: int, pixel_km: float) -> None:
-        self.height, self.width = int(height), int(width)
-        self.pad = math.ceil(PSF_RADIUS_KM / pixel_km - 1e-9)
-        padded = (self.height + 2 * self.pad, self.width + 2 * self.pad)
+    def __init__(self, height: int, width: int, pixel_km: float, factor: int = 1) -> None:
+        if factor < 1 or height % factor or width % factor:
+            raise ValueError(f"factor {factor} must be >= 1 and divide {height}x{width}")
+        self.height, self.width, self.factor = int(height), int(width), int(factor)
+        self.coarse = (self.height // factor, self.width // factor)
+        coarse_km = pixel_km * factor
+        self.pad = math.ceil(PSF_RADIUS_KM / coarse_km - 1e-9)
+        padded = (self.coarse[0] + 2 * self.pad, self.coarse[1] + 2 * self.pad)
         self.shape = (fft.next_fast_len(padded[0] + self.pad, real=True),
                       fft.next_fast_len(padded[1] + self.pad, real=True))  # fmt: skip
         self.spectra, self.far = [], []
         for coefficients in all_environments():
-            spectrum = _kernel_spectrum(coefficients, pixel_km, self.shape)
+            spectrum = _kernel_spectrum(coefficients, coarse_km, self.shape)
             self.spectra.append(tf.constant(spectrum.astype("complex64")))
             self.far.append(float(1.0 - environment_share(PSF_RADIUS_KM, coefficients)))
 
     def __call__(self, surface: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x = tf.transpose(tf.cast(surface, tf.float32), [0, 3, 1, 2])  # FFT over the last two
-        if tuple(x.shape[2:]) != (self.height, self.width):
+        surface = tf.cast(surface, tf.float32)
+        if tuple(surface.shape[1:3]) != (self.height, self.width):
             raise ValueError(
                 f"TFEnvironment was built for {self.height}x{self.width} images, got "
-                f"{tuple(x.shape[2:])}"
+                f"{tuple(surface.shape[1:3])}"
             )
+        if self.factor > 1:  # block means: the PSFs are kilometres wide, 4 px are 40 m
+            surface = tf.nn.avg_pool2d(surface, self.factor, self.factor, "VALID")
+        x = tf.transpose(surface, [0, 3, 1, 2])  # FFT over the last two
+        height, width = self.coarse
         padded = _mirror(_mirror(x, self.pad, 2), self.pad, 3)
         spectrum = tf.signal.rfft2d(padded, fft_length=self.shape)
         mean = tf.reduce_mean(x, axis=[2, 3], keepdims=True)
         out = []
         for kernel, far in zip(self.spectra, self.far, strict=True):
             near = tf.signal.irfft2d(spectrum * kernel, fft_length=self.shape)
-            near = near[:, :, self.pad : self.pad + self.height, self.pad : self.pad + self.width]
-            out.append(tf.transpose(near + far * mean, [0, 2, 3, 1]))
+            near = near[:, :, self.pad : self.pad + height, self.pad : self.pad + width]
+            env = tf.transpose(near + far * mean, [0, 2, 3, 1])
+            if self.factor > 1:
+                env = tf.image.resize(env, (self.height, self.width), method="bilinear")
+            out.append(env)
         return out[0], out[1]

@@ -163,8 +163,9 @@ class AtmosphereInverse(layers.Layer):
                     "the adjacency inverse needs image_size and a look-up table with the "
                     "adjacency transmittances (rebuild it with `s2ac physics build-lut`)"
                 )
-            self.environment = TFEnvironment(image_size, image_size, PIXEL_KM,
-                                           self.environment_factor)
+            self.environment = TFEnvironment(
+                image_size, image_size, PIXEL_KM, self.environment_factor
+            )
 
     def call(self, inputs: list[Any]) -> Any:
         toa, aot, water_vapour, weights, geometry = inputs

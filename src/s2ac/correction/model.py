@@ -45,9 +45,11 @@ class LoadedGenerator:
     def predictor(self, geometry: tuple[float, ...] | None, batch_size: int) -> Any:
         """``(B, tile, tile, 4) -> (B, tile, tile, 4)`` with the scene's geometry where needed.
 
-        The network is called in one compiled function, chunk by chunk of ``batch_size`` tiles:
-        ``keras.Model.predict`` builds a ``tf.data`` pipeline on every call, ~80 ms here, which
-        on a full tile (3249 tiles) was more time than a small generator's own work.
+        The network is called in one compiled function of a fixed batch: ``keras.Model.predict``
+        builds a ``tf.data`` pipeline on every call (~80 ms here, more than a small generator's
+        own work), and a shape-relaxed trace is slower than a static one. A chunk smaller than
+        a size already traced is padded up to it (with copies of its last tile) rather than
+        traced anew (~3 s for the physics generator).
         """
         import tensorflow as tf
 
@@ -55,17 +57,24 @@ class LoadedGenerator:
             raise ValueError("this generator needs the acquisition geometry")
         row = None if geometry is None else np.asarray(geometry, np.float32)[None]
         network = self.network
-        call = tf.function(lambda feed: network(feed, training=False), reduce_retracing=True)
+        call = tf.function(lambda feed: network(feed, training=False))
+        traced: list[int] = []
+
+        def run(chunk: np.ndarray) -> np.ndarray:
+            n = len(chunk)
+            size = min((s for s in traced if s >= n), default=n)
+            if size == n and n not in traced:
+                traced.append(n)
+            if size > n:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
+            feed: Any = np.ascontiguousarray(chunk, np.float32)
+            if self.needs_geometry:
+                feed = {"toa": feed, "geometry": np.repeat(row, size, axis=0)}
+            return np.asarray(call(feed), dtype=np.float32)[:n]
 
         def predict(batch: np.ndarray) -> np.ndarray:
-            out = []
-            for start in range(0, len(batch), batch_size):
-                chunk = np.ascontiguousarray(batch[start : start + batch_size], np.float32)
-                feed: Any = chunk
-                if self.needs_geometry:
-                    feed = {"toa": chunk, "geometry": np.repeat(row, len(chunk), axis=0)}
-                out.append(np.asarray(call(feed), dtype=np.float32))
-            return np.concatenate(out)
+            starts = range(0, len(batch), batch_size)
+            return np.concatenate([run(batch[start : start + batch_size]) for start in starts])
 
         return predict
 

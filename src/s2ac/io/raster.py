@@ -163,19 +163,24 @@ def read_raster(
         if window is not None:  # same as src.window_transform, minus affine's `*` deprecation
             transform = transform @ Affine.translation(window.col_off, window.row_off)
 
-    data = raw.astype(np.float32)  # float32 holds every uint16 DN exactly; float64 would double RAM
+    # float32 holds every uint16 DN exactly; float64 would double RAM. No copy of float32 data:
+    # nodata masks below are taken before the values they mask are overwritten.
+    data = raw.astype(np.float32, copy=False)
     for band, stored, value in zip(data, raw, nodatavals, strict=True):
         if value is not None:  # compare in the file's dtype, where nodata is exact
             band[np.isnan(stored) if np.isnan(value) else stored == value] = np.nan
-    data[~np.isfinite(data)] = np.nan  # one mask (NaN) for downstream code, not three
-    if units == "dn" or convert_dn:
+    converted = units == "dn" or convert_dn
+    if converted:
         data[data == 0] = np.nan  # DN 0 is the NO_DATA value of Sentinel-2 L1C and L2A products
         data = dn_to_reflectance(
             data, processing_baseline=processing_baseline, harmonized=harmonized
         )
-    else:
-        finite = data[np.isfinite(data)]
-        sample = finite[:: max(1, finite.size // 1_000_000)]  # percentile of ~1e6 values is enough
+    finite = np.isfinite(data)  # one pass, used thrice
+    if not finite.all():
+        data[~finite] = np.nan  # one mask (NaN) for downstream code, not three
+    if not converted:
+        sample = data.reshape(-1)[:: max(1, data.size // 1_000_000)]  # ~1e6 values is enough
+        sample = sample[np.isfinite(sample)]
         p99 = float(np.percentile(sample, 99)) if sample.size else 0.0
         if p99 > DN_PERCENTILE_LIMIT:
             raise InputDataError(
@@ -184,14 +189,14 @@ def read_raster(
                 f"(99th percentile {p99:.0f} > {DN_PERCENTILE_LIMIT:g})",
                 _DN_FIX,
             )
-    lowest = float(np.nanmin(data)) if np.isfinite(data).any() else 0.0
+    lowest = float(np.nanmin(data)) if finite.any() else 0.0
     if lowest < MIN_REFLECTANCE - 1e-6:  # float32 of -0.1 is a hair below it
         raise InputDataError(
             path, f"reflectance down to {lowest:.3f}, below the {MIN_REFLECTANCE} floor of "
             "Level-1C/2A products: not reflectance, or a wrong DN offset",
             "check the units and processing baseline: DN offset +1000 since 04.00",
         )  # fmt: skip
-    share = float(np.isnan(data).any(axis=0).mean()) if data.size else 0.0
+    share = float((~finite).any(axis=0).mean()) if data.size else 0.0
     if share > max_nonfinite_fraction:
         raise InputDataError(
             path,

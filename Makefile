@@ -91,7 +91,7 @@ compare: setup ## The generators trained on the demo data, scored on the default
 bench: setup ## Speed benchmarks (bench/README.md): train step vs a tutorial reference, input pipeline, full-tile correction (~20 min)
 	cd bench && ../$(BIN)/python bench_train_step.py
 	cd bench && ../$(BIN)/python bench_data.py
-	cd bench && ../$(BIN)/python bench_correct.py
+	cd bench && ../$(BIN)/python bench_correct.py --full-paper
 	cd bench && ../$(BIN)/python tables.py
 
 bench-quick: setup ## A smoke of the benchmarks' code (tiny sizes; figures meaningless)

@@ -62,9 +62,12 @@ def train_section(record: dict[str, Any]) -> list[str]:
 def data_section(record: dict[str, Any]) -> list[str]:
     lines = ["## Input pipeline", "", _machine(record), "",
              f"TFRecords → shuffled, augmented batches ({record['patches']} patches of "
-             f"{record['patch_size']} px; epoch 1 reads and decodes, later ones hit the cache): "
-             f"{record['input_patches_per_s_by_epoch']} patches/s. What training consumes "
-             "(patches/s) and the first epoch's ratio to it (target ≥ 10 x):", "",
+             f"{record['patch_size']} px, the train split in {record.get('train_shards', 1)} "
+             "gzip shards as the demo's; epoch 1 reads and decodes, later ones hit the cache): "
+             f"{record['input_patches_per_s_by_epoch']} patches/s (epoch 1 from one shard alone, "
+             f"one core inflating: {record.get('input_first_epoch_one_shard', 'n/a')}). "
+             "What training consumes (patches/s) and the first epoch's ratio to it "
+             "(target ≥ 10 x):", "",
              "| consumer | patches/s | input / training, epoch 1 | later epochs (cached) |",
              "|---|---|---|---|"]  # fmt: skip
     cached = record["input_patches_per_s_by_epoch"][-1]

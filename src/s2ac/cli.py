@@ -386,14 +386,13 @@ def compare_command(
 ) -> None:
     """Train the paper's U-Net and the physics generators alike; table them beside the baselines."""
     from s2ac.evaluation.results import update_readme
-    from s2ac.orchestration.compare import GENERATORS, compare_generators
+    from s2ac.orchestration.compare import GENERATORS, compare_generators, readme_section
 
     result = compare_generators(cfg, train_data, eval_data, out, generator or list(GENERATORS))
     text = result.markdown.read_text()
     console.print(text, highlight=False)
     if readme is not None:
-        body = text.split("\n", 2)[2].replace("\n## ", "\n#### ")  # nested under the README's
-        update_readme(readme, body, section="compare")
+        update_readme(readme, readme_section(text), section="compare")
         typer.echo(f"updated {readme}")
     typer.echo(f"table: {result.markdown}")
 

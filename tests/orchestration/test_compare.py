@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from s2ac.config import load_config
-from s2ac.orchestration.compare import _ratios, compare_generators
+from s2ac.orchestration.compare import _ratios, compare_generators, readme_section
 
 
 def _row(split: str, method: str, rmse: float) -> dict:
@@ -60,3 +60,6 @@ def test_both_generators_are_trained_scored_and_tabled(tiny_dataset: Path, tmp_p
     assert record["profile"] == "small" and len(record["ratios"]) == 2 * 3 * 4
     text = result.markdown.read_text()
     assert "## test" in text and "## ood" in text and "vs_best_baseline" in text
+    section = readme_section(text)  # what `s2ac compare --readme` writes: nested, no title
+    assert not section.startswith("# ") and "\n#### test\n" in section
+    assert "\n## " not in section and "| physics-dark-object |" in section

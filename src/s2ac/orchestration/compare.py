@@ -92,6 +92,12 @@ def render(table: pd.DataFrame, ratios: pd.DataFrame, context: dict[str, Any]) -
     return "\n".join(lines)
 
 
+def readme_section(markdown: str) -> str:
+    """:func:`render`'s text as a section of a README: without its title line, its headings
+    demoted to ``####`` so they nest under the README's own."""
+    return markdown.split("\n", 2)[2].replace("\n## ", "\n#### ")
+
+
 def compare_generators(
     config: Config, train_dataset: str, eval_dataset: str, out: str | Path,
     generators: tuple[str, ...] | list[str] = tuple(GENERATORS),

@@ -50,6 +50,8 @@ class TFEnvironment:
     Args:
         height, width: The image size (static: the kernel spectra depend on it).
         pixel_km: Pixel size in km (Sentinel-2 10 m bands: 0.01).
+        factor: Convolve block means of ``factor`` x ``factor`` pixels and resize back (must
+            divide the size); 1 is the exact NumPy result, 4 is what the physics generator uses.
     """
 
     def __init__(self, height: int, width: int, pixel_km: float, factor: int = 1) -> None:
